@@ -1,0 +1,103 @@
+"""Daemon configuration: TOML -> frozen attrs `Config`.
+
+An unknown key or a bad value is a startup error naming the key; nothing
+falls back silently. Command-line options override the file.
+
+    [daemon]
+    socket = "/run/bpfman/bpfman.sock"
+    socket_mode = "0660"
+    socket_group = "bpfman"          # optional; group that may use the socket
+    state_dir = "/var/lib/bpfman"
+    bpffs = "/run/bpfman/fs"
+    max_request_bytes = 1048576
+    log_level = "info"
+
+    [plugins]
+    disabled = []                    # entry-point names not to load
+
+    [plugins.config.NAME]            # free-form table handed to plugin NAME
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from bpfman.convert import converter, describe_errors
+
+DEFAULT_CONFIG_PATH = Path("/etc/bpfman/bpfman.toml")
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _mode(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    return int(value, 8)
+
+
+@attrs.frozen
+class DaemonConfig:
+    socket: Path = attrs.field(default=Path("/run/bpfman/bpfman.sock"), converter=Path)
+    socket_mode: int = attrs.field(default=0o660, converter=_mode)
+    socket_group: str | None = None
+    state_dir: Path = attrs.field(default=Path("/var/lib/bpfman"), converter=Path)
+    bpffs: Path = attrs.field(default=Path("/run/bpfman/fs"), converter=Path)
+    max_request_bytes: int = attrs.field(default=1 << 20)
+    log_level: str = attrs.field(
+        default="info", validator=attrs.validators.in_({"debug", "info", "warning", "error"})
+    )
+
+    @max_request_bytes.validator
+    def _check_max(self, _a: Any, value: int) -> None:
+        if value < 1024:
+            raise ValueError("max_request_bytes must be at least 1024")
+
+    @bpffs.validator
+    def _check_bpffs(self, _a: Any, value: Path) -> None:
+        # libbpf rewrites '.' in pin paths, so a dotted bpffs breaks pinning.
+        if "." in str(value):
+            raise ValueError("bpffs path must not contain '.'")
+
+
+@attrs.frozen
+class PluginsConfig:
+    disabled: list[str] = attrs.field(factory=list)
+    config: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Config:
+    daemon: DaemonConfig = attrs.field(factory=DaemonConfig)
+    plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
+
+    @property
+    def db_path(self) -> Path:
+        return self.daemon.state_dir / "state.sqlite3"
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read `path` (missing default file = defaults) and apply daemon overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            if path != DEFAULT_CONFIG_PATH:
+                raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    if overrides:
+        daemon = dict(data.get("daemon", {}))
+        daemon.update({k: v for k, v in overrides.items() if v is not None})
+        data = {**data, "daemon": daemon}
+    try:
+        return converter.structure(data, Config)
+    except Exception as exc:
+        lines = describe_errors(exc, prefix=str(path or "config"))
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None

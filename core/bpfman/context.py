@@ -1,0 +1,31 @@
+"""What an ownership hook receives as ``ctx``."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from types import ModuleType
+from typing import Any
+
+import attrs
+
+from bpfman.bpffs import Bpffs
+
+
+@attrs.frozen
+class HookContext:
+    """:ivar kernel: the `bpfman.kernel` facade, the only way to the kernel.
+    :ivar bpffs: pin paths.
+    :ivar undo: the inverse of every kernel change made so far in this call;
+        the core unwinds it if the call fails and discards it after commit.
+    :ivar features: `bpfman.kernel.KernelFeatures` detected at startup.
+    :ivar plugin_config: this plugin's table from the daemon config (a dict).
+    :ivar log: a logger named after the plugin.
+    """
+
+    kernel: ModuleType
+    bpffs: Bpffs
+    undo: ExitStack
+    features: Any
+    plugin_config: dict[str, Any] = attrs.field(factory=dict)
+    log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("bpfman.plugin"))

@@ -1,0 +1,76 @@
+"""The one cattrs converter: JSON-compatible data <-> attrs classes.
+
+- Unknown keys are refused (`forbid_extra_keys`), so a typo in a request is
+  an error with its field path instead of being silently ignored.
+- `bytes` travel as lower-case hex strings (global data, map keys/values).
+- Enums travel as the lower-case member name.
+- `datetime` travels as ISO 8601 text.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+from cattrs.preconf.json import make_converter
+
+
+def _structure_hex(value: Any, _type: type) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"expected a hex string, got {type(value).__name__}")
+    text = value.removeprefix("0x").replace(" ", "")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"not a hex string: {value!r}") from None
+
+
+def _make() -> cattrs.Converter:
+    conv = make_converter(forbid_extra_keys=True, prefer_attrib_converters=False)
+    conv.register_unstructure_hook(bytes, lambda b: b.hex())
+    conv.register_structure_hook(bytes, _structure_hex)
+    conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
+    conv.register_structure_hook(datetime, lambda v, _t: datetime.fromisoformat(v))
+    conv.register_unstructure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, enum.Enum),
+        lambda e: e.name.lower(),
+    )
+
+    def _structure_enum(value: Any, t: type[enum.Enum]) -> enum.Enum:
+        if isinstance(value, str):
+            try:
+                return t[value.upper()]
+            except KeyError:
+                pass
+        choices = ", ".join(m.name.lower() for m in t)
+        raise ValueError(f"{value!r} is not one of: {choices}")
+
+    conv.register_structure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _structure_enum
+    )
+    return conv
+
+
+converter: cattrs.Converter = _make()
+
+
+def structure(data: Any, cls: type) -> Any:
+    """Structure `data` into `cls`; raises cattrs errors for the RPC layer to map."""
+    return converter.structure(data, cls)
+
+
+def unstructure(obj: Any) -> Any:
+    return converter.unstructure(obj)
+
+
+def describe_errors(exc: BaseException, prefix: str = "$") -> list[str]:
+    """Human-readable error lines with field paths (`$.params.priority: ...`)."""
+    return cattrs.transform_error(exc, path=prefix)
+
+
+__all__ = ["converter", "describe_errors", "make_dict_structure_fn", "structure", "unstructure"]

@@ -1,0 +1,169 @@
+"""`bpfman daemon`: the top nursery.
+
+Start-up order: config -> memlock, bpffs and tracefs -> kernel features ->
+plugins -> store -> reconcile -> listener -> serve. SIGTERM/SIGINT stop the
+listener and wait for any kernel call in flight; every attached program keeps
+running because its kernel objects are pinned (the daemon is not in the data
+path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import bpfman
+from bpfman import kernel, openrpc
+from bpfman.api import Caller, Method, build_method_table
+from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from bpfman.manager import Manager
+from bpfman.plugins import build_plugin_manager
+from bpfman.requests import NoParams
+from bpfman.server import listeners_from_systemd, open_unix_listener, serve_rpc
+from bpfman.store import Store
+
+log = logging.getLogger("bpfman.daemon")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _notify_systemd(message: str) -> None:
+    """sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        except OSError:
+            log.warning("could not notify systemd at %s", address)
+
+
+def build_daemon(config: Config, extra_plugins: dict[str, Any] | None = None) -> Manager:
+    """Everything up to serving: privileges, mounts, plugins, store, reconcile."""
+    d = config.daemon
+    kernel.raise_memlock()
+    kernel.ensure_bpffs(d.bpffs)
+    kernel.ensure_tracefs()
+    features = kernel.probe_features()
+    registry = build_plugin_manager(tuple(config.plugins.disabled), extra=extra_plugins)
+    store = Store(config.db_path)
+    manager = Manager(config, store, registry, kernel, features)
+    manager.bpffs.ensure_dirs()
+    return manager
+
+
+def method_table(manager: Manager, lane: trio.CapacityLimiter) -> dict[str, Method]:
+    async def run_in_lane(fn: Callable[..., Any], *args: Any) -> Any:
+        # Never abandon a thread that may be mutating the kernel.
+        return await trio.to_thread.run_sync(
+            functools.partial(fn, *args), limiter=lane, abandon_on_cancel=False
+        )
+
+    table = build_method_table(manager, run_in_lane)
+    kinds = {name: owner.spec.params_type for name, owner in manager.registry.kinds.items()}
+
+    async def discover(caller: Caller, params: NoParams) -> dict[str, Any]:
+        return openrpc.generate(table, version=bpfman.__version__, attach_params=kinds)
+
+    table["rpc.discover"] = Method(
+        "rpc.discover", NoParams, dict, discover, "This API as an OpenRPC document"
+    )
+    return table
+
+
+async def run(
+    config: Config,
+    *,
+    extra_plugins: dict[str, Any] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    d = config.daemon
+    manager = await trio.to_thread.run_sync(build_daemon, config, extra_plugins)
+    try:
+        drifts = await trio.to_thread.run_sync(manager.reconcile)
+        log.info("reconciled state: %d repair(s)", len(drifts))
+        manager._notify("bpfman_daemon_started", ctx=None, drifts=drifts)
+        lane = trio.CapacityLimiter(1)
+        methods = method_table(manager, lane)
+        listeners = listeners_from_systemd()
+        if listeners is None:
+            listeners = [open_unix_listener(d.socket, mode=d.socket_mode, group=d.socket_group)]
+            created_socket: Path | None = d.socket
+        else:
+            created_socket = None
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(serve_rpc, listeners, methods, max_line=d.max_request_bytes)
+            )
+            log.info("serving on %s (bpffs %s, state %s)", d.socket, d.bpffs, d.state_dir)
+            _notify_systemd("READY=1")
+            task_status.started()
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("received %s: stopping; attached programs keep running",
+                             signal.Signals(signum).name)
+                    _notify_systemd("STOPPING=1")
+                    nursery.cancel_scope.cancel()
+                    break
+        if created_socket is not None:
+            created_socket.unlink(missing_ok=True)
+    finally:
+        manager.store.close()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bpfman daemon", description="Run the bpfman daemon.")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help=f"TOML config file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--socket", type=Path, help="Unix socket path")
+    parser.add_argument("--state-dir", type=Path, help="directory of the state database")
+    parser.add_argument("--bpffs", type=Path, help="bpffs directory for pins (mounted if needed)")
+    parser.add_argument("--socket-group", help="group owning the socket")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = load_config(
+            args.config,
+            {
+                "socket": args.socket,
+                "state_dir": args.state_dir,
+                "bpffs": args.bpffs,
+                "socket_group": args.socket_group,
+                "log_level": args.log_level,
+            },
+        )
+    except ConfigError as exc:
+        print(f"bpfman daemon: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.daemon.log_level)
+    if os.geteuid() != 0:
+        log.warning("not running as root: loading programs will likely fail")
+    try:
+        trio.run(functools.partial(run, config))
+    except KeyboardInterrupt:
+        pass
+    return 0

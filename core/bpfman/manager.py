@@ -1,0 +1,528 @@
+"""The only module that combines the store, the kernel and the plugins.
+
+Every public method is one API call. Each runs synchronously in the daemon's
+kernel lane (one worker thread at a time), so kernel mutations and store
+transactions never interleave. A mutation follows one pattern:
+
+    with ExitStack() as undo:          # inverse of every kernel change
+        with store.transaction():      # one sqlite transaction
+            ... kernel changes, each registering its inverse on `undo` ...
+        undo.pop_all()                 # committed: keep the kernel changes
+
+so a failure anywhere leaves neither a record without its kernel object nor a
+kernel object without its record. Observers are told after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+
+import bpfman
+from bpfman import convert
+from bpfman.api import Caller
+from bpfman.bpffs import Bpffs
+from bpfman.config import Config
+from bpfman.context import HookContext
+from bpfman.errors import (
+    BpfmanError,
+    InvalidArgument,
+    InvalidParams,
+    KernelFeatureMissing,
+    LinkNotFound,
+    PluginFailed,
+    ProgramNotFound,
+)
+from bpfman.plugins import KindOwner, PluginRegistry, hooks_of
+from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
+from bpfman.replies import (
+    DaemonInfo,
+    KernelProgramInfo,
+    LinkReply,
+    LoadReply,
+    OkReply,
+    PluginFailure,
+    PluginReply,
+    ProgramReply,
+)
+from bpfman.requests import (
+    AttachRequest,
+    LinkIdRequest,
+    LinkListRequest,
+    ListRequest,
+    LoadRequest,
+    NoParams,
+    ProgramIdRequest,
+)
+from bpfman.store import Store, now_iso
+
+log = logging.getLogger("bpfman.manager")
+
+
+class Manager:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        registry: PluginRegistry,
+        kernel: ModuleType,
+        features: Any,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.registry = registry
+        self.kernel = kernel
+        self.features = features
+        self.bpffs = Bpffs(config.daemon.bpffs)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _owner(self, kind: str, field: str) -> KindOwner:
+        owner = self.registry.owner(kind)
+        if owner is None:
+            known = ", ".join(sorted(self.registry.kinds)) or "none"
+            raise InvalidArgument(
+                f"unknown program type {kind!r} (known: {known})", field=field, known=known
+            )
+        return owner
+
+    def _require_features(self, owner: KindOwner) -> None:
+        available = self.features.as_dict()
+        for name in owner.spec.required_features:
+            if not available.get(name, False):
+                reason = self.features.notes.get(name, "not detected on this kernel")
+                raise KernelFeatureMissing(name, reason)
+
+    def _ctx(self, owner: KindOwner | None, undo: ExitStack) -> HookContext:
+        plugin_name = owner.plugin_name if owner else "core"
+        return HookContext(
+            kernel=self.kernel,
+            bpffs=self.bpffs,
+            undo=undo,
+            features=self.features,
+            plugin_config=self.config.plugins.config.get(plugin_name, {}),
+            log=logging.getLogger(f"bpfman.plugin.{plugin_name}"),
+        )
+
+    def _call(self, kind: str, hook: str, **kwargs: Any) -> Any:
+        """Call an ownership hook; non-bpfman exceptions become PluginFailed."""
+        try:
+            return self.registry.call_owner(kind, hook, **kwargs)
+        except BpfmanError:
+            raise
+        except Exception as exc:
+            raise PluginFailed(self.registry.kinds[kind].plugin_name, hook, exc) from exc
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        try:
+            getattr(self.registry.pm.hook, hook)(**kwargs)
+        except Exception:  # observers cannot undo a committed change
+            log.exception("observer hook %s failed", hook)
+
+    def _program(self, program_id: int) -> ProgramRecord:
+        record = self.store.get_program(program_id)
+        if record is None:
+            raise ProgramNotFound(program_id)
+        return record
+
+    def _kernel_info(self, program_id: int) -> KernelProgramInfo | None:
+        try:
+            return self.kernel.program_info(program_id)
+        except ProgramNotFound:
+            return None
+
+    def _program_reply(self, p: ProgramRecord, *, with_kernel: bool = True) -> ProgramReply:
+        links = [link.link_id for link in self.store.list_links(program_id=p.program_id)]
+        return ProgramReply(
+            program_id=p.program_id,
+            name=p.name,
+            type=p.type,
+            managed=True,
+            path=p.path,
+            metadata=p.metadata,
+            global_data=p.global_data,
+            map_owner_id=p.map_owner_id,
+            map_pin_dir=p.map_pin_dir,
+            pin_path=p.pin_path,
+            loaded_by_uid=p.loaded_by_uid,
+            created_at=p.created_at,
+            links=links,
+            kernel=self._kernel_info(p.program_id) if with_kernel else None,
+        )
+
+    def _link_reply(self, link: LinkRecord) -> LinkReply:
+        summary = None
+        if link.type in self.registry.kinds:
+            try:
+                summary = self._call(link.type, "bpfman_describe_link", link=link)
+            except BpfmanError:
+                summary = None
+        return LinkReply(
+            link_id=link.link_id,
+            program_id=link.program_id,
+            type=link.type,
+            params=link.params,
+            metadata=link.metadata,
+            kernel_link_id=link.kernel_link_id,
+            pin_path=link.pin_path,
+            created_at=link.created_at,
+            summary=summary or link.attach_point,
+        )
+
+    # -- program.load / program.unload ---------------------------------------
+
+    def load(self, caller: Caller, req: LoadRequest) -> LoadReply:
+        """Load the requested programs of one ELF object, sharing its maps.
+
+        Raises: InvalidArgument (path, program names/types, global data,
+        map owner), KernelFeatureMissing, VerifierRejected, KernelError.
+        Kernel state on error: nothing loaded, no pins left.
+        """
+        if not req.programs:
+            raise InvalidArgument("at least one program is required", field="programs")
+        if not os.path.isabs(req.path):
+            raise InvalidArgument("path must be absolute", field="path")
+        owners = []
+        for i, sel in enumerate(req.programs):
+            owner = self._owner(sel.type, f"programs[{i}].type")
+            self._require_features(owner)
+            owners.append(owner)
+        names = [sel.name for sel in req.programs]
+        if len(set(names)) != len(names):
+            raise InvalidArgument("a program name appears twice", field="programs")
+
+        spec = self.kernel.inspect_object(Path(req.path))
+        by_name = {p.name: p for p in spec.programs}
+        for i, (sel, owner) in enumerate(zip(req.programs, owners, strict=True)):
+            found = by_name.get(sel.name)
+            if found is None:
+                raise InvalidArgument(
+                    f"no program {sel.name!r} in {req.path}"
+                    f" (available: {', '.join(sorted(by_name)) or 'none'})",
+                    field=f"programs[{i}].name",
+                )
+            expected = owner.spec.kernel_prog_type
+            if found.kernel_type != expected:
+                raise InvalidArgument(
+                    f"program {sel.name!r} is a {found.kernel_type} program"
+                    f" (section {found.section!r}); type {sel.type!r} needs {expected}",
+                    field=f"programs[{i}].type",
+                )
+
+        reuse_dir: Path | None = None
+        if req.map_owner_id is not None:
+            map_owner = self.store.get_program(req.map_owner_id)
+            if map_owner is None:
+                raise InvalidArgument(
+                    f"map owner {req.map_owner_id} is not a program managed here",
+                    field="map_owner_id",
+                )
+            reuse_dir = Path(map_owner.map_pin_dir)
+
+        options = self.kernel.LoadOptions(
+            path=Path(req.path),
+            programs=tuple(self.kernel.ProgramLoad(name=n) for n in names),
+            global_data=dict(req.global_data),
+            bpffs=self.bpffs,
+            reuse_maps_dir=reuse_dir,
+        )
+        records: list[ProgramRecord] = []
+        with ExitStack() as undo:
+            loaded = self.kernel.load_object(options)
+            for program_id in loaded.programs.values():
+                undo.callback(self.kernel.remove_pin, self.bpffs.program_pin(program_id))
+            if reuse_dir is None:
+                undo.callback(self.kernel.remove_pin_dir, loaded.maps_dir)
+                map_owner_id, map_dir = loaded.map_owner_id, loaded.maps_dir
+            else:
+                assert req.map_owner_id is not None
+                owner_record = self._program(req.map_owner_id)
+                map_owner_id, map_dir = owner_record.map_owner_id, reuse_dir
+            with self.store.transaction():
+                for sel in req.programs:
+                    program_id = loaded.programs[sel.name]
+                    record = ProgramRecord(
+                        program_id=program_id,
+                        name=sel.name,
+                        type=sel.type,
+                        path=req.path,
+                        pin_path=str(self.bpffs.program_pin(program_id)),
+                        map_owner_id=map_owner_id,
+                        map_pin_dir=str(map_dir),
+                        global_data=dict(req.global_data),
+                        metadata=dict(req.metadata),
+                        loaded_by_uid=caller.uid,
+                        created_at=now_iso(),
+                    )
+                    self.store.insert_program(record)
+                    records.append(record)
+            undo.pop_all()
+        for record in records:
+            self._notify("bpfman_program_loaded", program=record)
+        return LoadReply(programs=[self._program_reply(r) for r in records])
+
+    def unload(self, caller: Caller, req: ProgramIdRequest) -> OkReply:
+        """Detach every link of the program, then unload it.
+
+        The object's maps are removed with the last program using them.
+        """
+        program = self._program(req.program_id)
+        links = self.store.list_links(program_id=program.program_id)
+        for link in links:
+            self._detach_link(program, link)
+        with self.store.transaction():
+            self.store.delete_program(program.program_id)
+            remaining = self.store.map_users(program.map_owner_id)
+            self.kernel.remove_pin(program.pin_path)
+            if not remaining:
+                self.kernel.remove_pin_dir(Path(program.map_pin_dir))
+        self._notify("bpfman_program_unloaded", program=program)
+        return OkReply()
+
+    # -- program.attach / program.detach --------------------------------------
+
+    def structure_params(self, owner: KindOwner, raw: dict[str, Any]) -> Any:
+        try:
+            return convert.structure(raw, owner.spec.params_type)
+        except Exception as exc:
+            errors = convert.describe_errors(exc, prefix="$.params")
+            raise InvalidParams(
+                f"invalid {owner.spec.name} attach params: " + "; ".join(errors), errors
+            ) from None
+
+    def attach(self, caller: Caller, req: AttachRequest) -> LinkReply:
+        """Attach a loaded program; the plugin owning its type does the work.
+
+        Raises: ProgramNotFound, InvalidParams, InvalidArgument,
+        AttachTargetNotFound, KernelFeatureMissing, KernelError, PluginFailed.
+        Kernel state on error: nothing attached, no pins left.
+        """
+        program = self._program(req.program_id)
+        owner = self._owner(program.type, "program_id")
+        self._require_features(owner)
+        params = self.structure_params(owner, req.params)
+        with ExitStack() as undo:
+            ctx = self._ctx(owner, undo)
+            self._call(program.type, "bpfman_validate_attach", ctx=ctx, program=program,
+                       params=params)
+            point = self._call(program.type, "bpfman_attach_point", program=program,
+                               params=params)
+            if point is None:
+                point = AttachPoint(type=program.type, key=f"program={program.program_id}")
+            with self.store.transaction():
+                draft = LinkRecord(
+                    link_id=0,
+                    program_id=program.program_id,
+                    type=program.type,
+                    params=convert.unstructure(params),
+                    attach_point=point.lock_key(),
+                    seq=self.store.next_link_seq(),
+                    pin_path="",
+                    metadata=dict(req.metadata),
+                    owner_uid=caller.uid,
+                    created_at=now_iso(),
+                )
+                link_id = self.store.insert_link(draft)
+                draft = attrs.evolve(
+                    draft, link_id=link_id, pin_path=str(self.bpffs.link_pin(link_id))
+                )
+                link = self._call(program.type, "bpfman_attach", ctx=ctx, program=program,
+                                  link=draft, params=params)
+                if not isinstance(link, LinkRecord):
+                    raise PluginFailed(owner.plugin_name, "bpfman_attach",
+                                       TypeError("returned no LinkRecord"))
+                self.store.update_link(link)
+                if owner.spec.multiprog:
+                    self._rebuild(ctx, program.type, point.lock_key())
+            undo.pop_all()
+        self._notify("bpfman_link_attached", program=program, link=link)
+        return self._link_reply(link)
+
+    def _rebuild(self, ctx: HookContext, kind: str, attach_point: str) -> None:
+        links = self.store.list_links(attach_point=attach_point)
+        ordered = self._call(kind, "bpfman_order_links", attach_point=attach_point, links=links)
+        if ordered is None:
+            ordered = sorted(links, key=lambda link: (link.params.get("priority", 0), link.seq))
+        record = self._call(kind, "bpfman_build_dispatcher", ctx=ctx, attach_point=attach_point,
+                            ordered=ordered)
+        if record is None or not ordered:
+            self.store.delete_dispatcher(attach_point)
+        else:
+            self.store.put_dispatcher(record)
+
+    def _detach_link(self, program: ProgramRecord, link: LinkRecord) -> None:
+        with ExitStack() as undo:
+            with self.store.transaction():
+                self.store.delete_link(link.link_id)
+                if link.type in self.registry.kinds:
+                    ctx = self._ctx(self.registry.kinds[link.type], undo)
+                    self._call(link.type, "bpfman_detach", ctx=ctx, program=program, link=link)
+                    if self.registry.kinds[link.type].spec.multiprog:
+                        self._rebuild(ctx, link.type, link.attach_point)
+                else:
+                    # The owning plugin is gone (disabled or broken): the pin is
+                    # still ours, and removing it detaches the link.
+                    self.kernel.remove_pin(link.pin_path)
+            undo.pop_all()
+        self._notify("bpfman_link_detached", program=program, link=link)
+
+    def detach(self, caller: Caller, req: LinkIdRequest) -> OkReply:
+        link = self.store.get_link(req.link_id)
+        if link is None:
+            raise LinkNotFound(req.link_id)
+        self._detach_link(self._program(link.program_id), link)
+        return OkReply()
+
+    # -- queries --------------------------------------------------------------
+
+    def get_program(self, caller: Caller, req: ProgramIdRequest) -> ProgramReply:
+        record = self.store.get_program(req.program_id)
+        if record is not None:
+            return self._program_reply(record)
+        info = self._kernel_info(req.program_id)
+        if info is None:
+            raise ProgramNotFound(req.program_id)
+        return _unmanaged_reply(info)
+
+    def list_programs(self, caller: Caller, req: ListRequest) -> list[ProgramReply]:
+        replies = []
+        managed_ids = set()
+        for record in self.store.list_programs():
+            managed_ids.add(record.program_id)
+            if req.type is not None and record.type != req.type:
+                continue
+            if any(record.metadata.get(k) != v for k, v in req.metadata.items()):
+                continue
+            replies.append(self._program_reply(record))
+        if req.all and not req.metadata:
+            for info in self.kernel.iter_programs():
+                if info.program_id in managed_ids:
+                    continue
+                if req.type is not None and info.kernel_type != req.type:
+                    continue
+                replies.append(_unmanaged_reply(info))
+            replies.sort(key=lambda r: r.program_id)
+        return replies
+
+    def get_link(self, caller: Caller, req: LinkIdRequest) -> LinkReply:
+        link = self.store.get_link(req.link_id)
+        if link is None:
+            raise LinkNotFound(req.link_id)
+        return self._link_reply(link)
+
+    def list_links(self, caller: Caller, req: LinkListRequest) -> list[LinkReply]:
+        links = self.store.list_links(program_id=req.program_id)
+        return [self._link_reply(ln) for ln in links if req.type in (None, ln.type)]
+
+    def list_plugins(self, caller: Caller, req: NoParams) -> list[PluginReply]:
+        pm = self.registry.pm
+        out = []
+        for name, plugin in pm.list_name_plugin():
+            if name is None or plugin is None:
+                continue
+            types = sorted(k for k, o in self.registry.kinds.items() if o.plugin is plugin)
+            out.append(
+                PluginReply(
+                    name=name,
+                    module=getattr(plugin, "__name__", type(plugin).__name__),
+                    version=self.registry.versions.get(name),
+                    types=types,
+                    hooks=hooks_of(pm, plugin),
+                )
+            )
+        return sorted(out, key=lambda p: p.name)
+
+    def info(self, caller: Caller, req: NoParams) -> DaemonInfo:
+        d = self.config.daemon
+        return DaemonInfo(
+            version=bpfman.__version__,
+            socket=str(d.socket),
+            state_dir=str(d.state_dir),
+            bpffs=str(d.bpffs),
+            kernel_release=os.uname().release,
+            features=self.features.as_dict(),
+            feature_notes=dict(self.features.notes),
+            plugins=self.registry.plugin_names(),
+            plugin_failures=[PluginFailure(f.name, f.error) for f in self.registry.failures],
+            types=sorted(self.registry.kinds),
+        )
+
+    # -- reconciliation -------------------------------------------------------
+
+    def reconcile(self) -> list[Drift]:
+        """Make the store and the pins agree; report every repair.
+
+        Records whose kernel object is gone are removed (after a reboot the
+        bpffs is empty); pins in our bpffs that no record names are removed.
+        """
+        drifts: list[Drift] = []
+        with self.store.transaction():
+            for program in self.store.list_programs():
+                pinned_id = self._pinned_program_id(program.pin_path)
+                if pinned_id == program.program_id:
+                    continue
+                problem = "pin missing" if pinned_id is None else f"pin holds program {pinned_id}"
+                for link in self.store.list_links(program_id=program.program_id):
+                    self.kernel.remove_pin(link.pin_path)
+                    self.store.delete_link(link.link_id)
+                self.store.delete_program(program.program_id)
+                drifts.append(Drift(f"program {program.program_id} ({program.name})", problem,
+                                    "record and its links removed"))
+            for link in self.store.list_links():
+                if not self.kernel.pin_exists(link.pin_path):
+                    self.store.delete_link(link.link_id)
+                    drifts.append(Drift(f"link {link.link_id}", "pin missing (detached outside "
+                                        "the daemon)", "record removed"))
+            drifts.extend(self._remove_orphan_pins())
+        for kind in self.registry.kinds:
+            links = [ln for ln in self.store.list_links() if ln.type == kind]
+            with ExitStack() as undo:
+                try:
+                    found = self._call(kind, "bpfman_reconcile", ctx=self._ctx(
+                        self.registry.kinds[kind], undo), links=links)
+                except BpfmanError as exc:
+                    drifts.append(Drift(f"plugin for {kind}", "reconcile failed", str(exc)))
+                    continue
+                undo.pop_all()
+            for group in found or []:
+                drifts.extend(group or [])
+        for drift in drifts:
+            log.warning("reconcile: %s", drift)
+        return drifts
+
+    def _pinned_program_id(self, pin: str) -> int | None:
+        try:
+            return self.kernel.program_id_of_pin(Path(pin))
+        except (OSError, BpfmanError):
+            return None
+
+    def _remove_orphan_pins(self) -> list[Drift]:
+        drifts = []
+        known_programs = {p.pin_path for p in self.store.list_programs()}
+        known_links = {ln.pin_path for ln in self.store.list_links()}
+        known_maps = {p.map_pin_dir for p in self.store.list_programs()}
+        root = self.bpffs.root
+        for entry in sorted(root.glob("prog_*")):
+            if str(entry) not in known_programs:
+                self.kernel.remove_pin(entry)
+                drifts.append(Drift(str(entry), "pinned program without a record", "pin removed"))
+        for entry in sorted(self.bpffs.links_root.glob("*")):
+            if str(entry) not in known_links:
+                self.kernel.remove_pin(entry)
+                drifts.append(Drift(str(entry), "pinned link without a record", "pin removed"))
+        for entry in sorted(self.bpffs.maps_root.glob("*")):
+            if str(entry) not in known_maps:
+                self.kernel.remove_pin_dir(entry)
+                drifts.append(Drift(str(entry), "pinned maps without a program", "pins removed"))
+        return drifts
+
+
+def _unmanaged_reply(info: KernelProgramInfo) -> ProgramReply:
+    return ProgramReply(program_id=info.program_id, name=info.name, type=None, managed=False,
+                        kernel=info)

@@ -1,0 +1,98 @@
+"""Wire nouns: what methods return. Wire types are not storage types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class KernelProgramInfo:
+    """The kernel's live view of one program (read at request time)."""
+
+    program_id: int
+    name: str
+    kernel_type: str
+    tag: str
+    loaded_at: str | None
+    uid: int | None
+    gpl_compatible: bool
+    map_ids: list[int]
+    btf_id: int | None
+    xlated_size: int
+    jited_size: int
+    memlock: int | None
+    verified_insns: int | None
+    run_count: int | None
+    run_time_ns: int | None
+
+
+@attrs.frozen
+class LinkReply:
+    link_id: int
+    program_id: int
+    type: str
+    params: dict[str, Any]
+    metadata: dict[str, str]
+    kernel_link_id: int | None
+    pin_path: str | None
+    created_at: str
+    summary: str
+
+
+@attrs.frozen
+class ProgramReply:
+    program_id: int
+    name: str
+    type: str | None
+    managed: bool
+    path: str | None = None
+    metadata: dict[str, str] = attrs.field(factory=dict)
+    global_data: dict[str, bytes] = attrs.field(factory=dict)
+    map_owner_id: int | None = None
+    map_pin_dir: str | None = None
+    pin_path: str | None = None
+    loaded_by_uid: int | None = None
+    created_at: str | None = None
+    links: list[int] = attrs.field(factory=list)
+    kernel: KernelProgramInfo | None = None
+
+
+@attrs.frozen
+class LoadReply:
+    programs: list[ProgramReply]
+
+
+@attrs.frozen
+class OkReply:
+    ok: bool = True
+
+
+@attrs.frozen
+class PluginReply:
+    name: str
+    module: str
+    version: str | None
+    types: list[str]
+    hooks: list[str]
+
+
+@attrs.frozen
+class PluginFailure:
+    name: str
+    error: str
+
+
+@attrs.frozen
+class DaemonInfo:
+    version: str
+    socket: str
+    state_dir: str
+    bpffs: str
+    kernel_release: str
+    features: dict[str, bool]
+    feature_notes: dict[str, str]
+    plugins: list[str]
+    plugin_failures: list[PluginFailure]
+    types: list[str]

@@ -1,0 +1,76 @@
+"""Wire nouns: the params of every JSON-RPC method.
+
+Each class is both the validator (through `bpfman.convert`) and the source of
+the OpenRPC schema (`rpc.discover`). Field docs live in `metadata["doc"]`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+def doc(text: str, **kw: Any) -> Any:
+    """An attrs field carrying its documentation for the OpenRPC document."""
+    return attrs.field(metadata={"doc": text}, **kw)
+
+
+@attrs.frozen
+class ProgramSelector:
+    """One program to load from an object: its function name and our program type."""
+
+    name: str = doc("function name of the program in the ELF object")
+    type: str = doc("program type as registered by a plugin, e.g. tracepoint, xdp, tc")
+
+
+@attrs.frozen
+class LoadRequest:
+    path: str = doc("absolute path of the ELF object on the daemon's host")
+    programs: list[ProgramSelector] = doc("programs to load from the object (at least one)")
+    global_data: dict[str, bytes] = doc(
+        "global variables (in .rodata/.data/.bss) to set before load, NAME -> hex bytes",
+        factory=dict,
+    )
+    metadata: dict[str, str] = doc("free-form key/value labels", factory=dict)
+    map_owner_id: int | None = doc(
+        "share the maps of this already-loaded program instead of creating new ones",
+        default=None,
+    )
+
+
+@attrs.frozen
+class ProgramIdRequest:
+    program_id: int = doc("kernel program id")
+
+
+@attrs.frozen
+class ListRequest:
+    type: str | None = doc("only programs of this type", default=None)
+    metadata: dict[str, str] = doc("only programs whose metadata has all these pairs", factory=dict)
+    all: bool = doc("also list programs in the kernel that this daemon does not manage", default=False)
+
+
+@attrs.frozen
+class AttachRequest:
+    program_id: int = doc("the loaded program to attach")
+    params: dict[str, Any] = doc(
+        "attach parameters of the program's type (see each type's schema)", factory=dict
+    )
+    metadata: dict[str, str] = doc("free-form key/value labels for the link", factory=dict)
+
+
+@attrs.frozen
+class LinkIdRequest:
+    link_id: int = doc("link id assigned by the daemon")
+
+
+@attrs.frozen
+class LinkListRequest:
+    program_id: int | None = doc("only links of this program", default=None)
+    type: str | None = doc("only links of this program type", default=None)
+
+
+@attrs.frozen
+class NoParams:
+    pass

@@ -1,0 +1,1 @@
+"""The tracepoint program type for pybpfman (a built-in plugin)."""

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Install pybpfman on Debian 12 and either start the daemon or run the tests.
+#
+#   bash scripts/setup.sh daemon   # install system-wide, start the daemon with its defaults
+#   bash scripts/setup.sh test     # install into ./.venv and run every test tier
+#
+# Run as root from a checkout. Both are idempotent.
+set -euo pipefail
+
+MODE="${1:-}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+# Debian's python3: python3-bpfcc installs the real `bcc` module for it only.
+PYTHON=/usr/bin/python3
+
+APT_PACKAGES=(
+    python3 python3-venv python3-dev python3-bpfcc
+    clang llvm libbpf-dev libbpf1 bpftool xdp-tools
+    iproute2 iputils-ping socat kmod util-linux
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup.sh: run as root (it installs packages and loads eBPF programs)" >&2
+        exit 1
+    fi
+}
+
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "apt-get install ${missing[*]}"
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# make_venv DIR [pip install args...]: a venv where `import bcc` works.
+make_venv() {
+    local venv="$1"; shift
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip setuptools -c "$CONSTRAINTS"
+    "$venv/bin/pip" install -q -c "$CONSTRAINTS" "$@"
+    # Expose only Debian's bcc package to the venv, not all of dist-packages.
+    local site
+    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+    ln -sfn /usr/lib/python3/dist-packages/bcc "$site/bcc"
+    "$venv/bin/python" -c 'import bcc, bpfman' || { echo "setup.sh: venv check failed" >&2; exit 1; }
+}
+
+install_daemon() {
+    local prefix=/opt/pybpfman
+    make_venv "$prefix/venv" "$ROOT"
+    ln -sfn "$prefix/venv/bin/bpfman" /usr/local/bin/bpfman
+    install -d -m 0755 /etc/bpfman
+    [ -e /etc/bpfman/bpfman.toml ] || install -m 0644 "$ROOT/docs/bpfman.toml.example" /etc/bpfman/bpfman.toml
+    if [ -d /run/systemd/system ]; then
+        install -m 0644 "$ROOT/packaging/bpfman.service" /etc/systemd/system/bpfman.service
+        systemctl daemon-reload
+        systemctl enable --now bpfman.service
+    elif ! bpfman info >/dev/null 2>&1; then
+        # No systemd (containers, minimal VMs): run it in the background.
+        log "starting bpfman daemon in the background (log: /var/log/bpfman.log)"
+        nohup /usr/local/bin/bpfman daemon >>/var/log/bpfman.log 2>&1 &
+    fi
+    for _ in $(seq 1 100); do
+        bpfman info >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    bpfman info
+}
+
+run_tests() {
+    local venv="$ROOT/.venv"
+    make_venv "$venv" -e "$ROOT[test]" -e "$ROOT/tests/thirdparty/bpfman_raw_tracepoint"
+    bash "$ROOT/scripts/vm-kernel.sh" "$venv"
+    cd "$ROOT"
+    log "ruff"
+    "$venv/bin/ruff" check core plugins tests bench
+    log "pytest (unit, kernel and vm tiers)"
+    "$venv/bin/pytest" -ra tests "${@}"
+}
+
+case "$MODE" in
+    daemon) need_root; apt_install "${APT_PACKAGES[@]}"; install_daemon ;;
+    test) need_root; apt_install "${APT_PACKAGES[@]}"; shift; run_tests "$@" ;;
+    *) echo "usage: $0 daemon|test [pytest args]" >&2; exit 2 ;;
+esac
