@@ -35,16 +35,12 @@ class ConfigError(Exception):
     pass
 
 
-def _mode(value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    return int(value, 8)
-
-
 @attrs.frozen
 class DaemonConfig:
     socket: Path = attrs.field(default=Path("/run/bpfman/bpfman.sock"), converter=Path)
-    socket_mode: int = attrs.field(default=0o660, converter=_mode)
+    socket_mode: str = attrs.field(
+        default="0660", validator=attrs.validators.matches_re(r"^0?[0-7]{3}$")
+    )
     socket_group: str | None = None
     state_dir: Path = attrs.field(default=Path("/var/lib/bpfman"), converter=Path)
     bpffs: Path = attrs.field(default=Path("/run/bpfman/fs"), converter=Path)
@@ -52,6 +48,10 @@ class DaemonConfig:
     log_level: str = attrs.field(
         default="info", validator=attrs.validators.in_({"debug", "info", "warning", "error"})
     )
+
+    @property
+    def socket_mode_bits(self) -> int:
+        return int(self.socket_mode, 8)
 
     @max_request_bytes.validator
     def _check_max(self, _a: Any, value: int) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn
+from cattrs.v import format_exception
 from cattrs.preconf.json import make_converter
 
 
@@ -68,9 +69,17 @@ def unstructure(obj: Any) -> Any:
     return converter.unstructure(obj)
 
 
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    base = format_exception(exc, type_)
+    # cattrs says only "invalid value" for a ValueError; the reason matters.
+    if type(exc) in (ValueError, TypeError) and str(exc) and str(exc) not in base:
+        return f"{base}: {exc}"
+    return base
+
+
 def describe_errors(exc: BaseException, prefix: str = "$") -> list[str]:
     """Human-readable error lines with field paths (`$.params.priority: ...`)."""
-    return cattrs.transform_error(exc, path=prefix)
+    return cattrs.transform_error(exc, path=prefix, format_exception=_format_exception)
 
 
 __all__ = ["converter", "describe_errors", "make_dict_structure_fn", "structure", "unstructure"]

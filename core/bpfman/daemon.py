@@ -107,7 +107,7 @@ async def run(
         methods = method_table(manager, lane)
         listeners = listeners_from_systemd()
         if listeners is None:
-            listeners = [open_unix_listener(d.socket, mode=d.socket_mode, group=d.socket_group)]
+            listeners = [open_unix_listener(d.socket, mode=d.socket_mode_bits, group=d.socket_group)]
             created_socket: Path | None = d.socket
         else:
             created_socket = None
