@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import cattrs
+from cattrs.cols import list_structure_factory
 from cattrs.gen import make_dict_structure_fn
-from cattrs.v import format_exception
 from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
 
 
 def _structure_hex(value: Any, _type: type) -> bytes:
@@ -31,8 +32,36 @@ def _structure_hex(value: Any, _type: type) -> bytes:
         raise ValueError(f"not a hex string: {value!r}") from None
 
 
+def _strict(kind: type) -> Any:
+    """JSON scalars are taken as they are: "12" is not an int, 1 is not a
+    string, "false" is not a bool (cattrs would coerce all of these)."""
+
+    def structure(value: Any, _type: type) -> Any:
+        if type(value) is kind or (kind is float and type(value) is int):
+            return value
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+
+    return structure
+
+
 def _make() -> cattrs.Converter:
     conv = make_converter(forbid_extra_keys=True, prefer_attrib_converters=False)
+    for scalar in (int, str, bool, float):
+        conv.register_structure_hook(scalar, _strict(scalar))
+
+    def _list_factory(t: Any) -> Any:
+        base = list_structure_factory(t, conv)
+
+        def structure(value: Any, _t: Any) -> Any:
+            if not isinstance(value, list):  # a string is not a list of characters
+                raise TypeError(f"expected a list, got {type(value).__name__}")
+            return base(value, _t)
+
+        return structure
+
+    conv.register_structure_hook_factory(
+        lambda t: getattr(t, "__origin__", None) is list, _list_factory
+    )
     conv.register_unstructure_hook(bytes, lambda b: b.hex())
     conv.register_structure_hook(bytes, _structure_hex)
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
@@ -70,6 +99,8 @@ def unstructure(obj: Any) -> Any:
 
 
 def _format_exception(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, TypeError) and str(exc).startswith("expected "):
+        return str(exc)  # from the strict hooks above: already precise
     base = format_exception(exc, type_)
     # cattrs says only "invalid value" for a ValueError; the reason matters.
     if type(exc) in (ValueError, TypeError) and str(exc) and str(exc) not in base:

@@ -10,6 +10,7 @@ path).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -107,7 +108,9 @@ async def run(
         methods = method_table(manager, lane)
         listeners = listeners_from_systemd()
         if listeners is None:
-            listeners = [open_unix_listener(d.socket, mode=d.socket_mode_bits, group=d.socket_group)]
+            listeners = [
+                open_unix_listener(d.socket, mode=d.socket_mode_bits, group=d.socket_group)
+            ]
             created_socket: Path | None = d.socket
         else:
             created_socket = None
@@ -162,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(config.daemon.log_level)
     if os.geteuid() != 0:
         log.warning("not running as root: loading programs will likely fail")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         trio.run(functools.partial(run, config))
-    except KeyboardInterrupt:
-        pass
     return 0

@@ -48,7 +48,9 @@ class ProgramIdRequest:
 class ListRequest:
     type: str | None = doc("only programs of this type", default=None)
     metadata: dict[str, str] = doc("only programs whose metadata has all these pairs", factory=dict)
-    all: bool = doc("also list programs in the kernel that this daemon does not manage", default=False)
+    all: bool = doc(
+        "also list programs in the kernel that this daemon does not manage", default=False
+    )
 
 
 @attrs.frozen

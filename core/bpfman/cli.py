@@ -1,0 +1,481 @@
+"""The `bpfman` command: a thin client of the daemon's JSON-RPC API.
+
+Every subcommand becomes one method call (`build_request`); the result is
+printed as plain-text tables for people or, with ``-o json``, as the raw
+result for scripts. `bpfman daemon ...` runs the daemon instead.
+
+Attach options are generic so that a new program-type plugin needs no CLI
+change: after ``attach PROGRAM_ID TYPE`` every ``--some-key value`` becomes
+``params["some_key"]``. A value is an int when it looks like one, a bool
+for ``true``/``false``, parsed JSON when it starts with ``[`` or ``{``, and a
+string otherwise; an option without a value is ``true``; a repeated option
+becomes a list.
+
+Exit status: 0 success, 1 the daemon answered with an error, 2 usage error
+or the daemon could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import bpfman
+from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+class UsageError(Exception):
+    """A command line the parser accepted but that makes no request."""
+
+
+# -- parsing -----------------------------------------------------------------
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _global_value(text: str) -> tuple[str, str]:
+    name, value = _key_value(text)
+    try:
+        bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not hex bytes") from None
+    return name, value
+
+
+def _program_selector(text: str) -> dict[str, str]:
+    kind, sep, name = text.partition(":")
+    if not sep or not kind or not name:
+        raise argparse.ArgumentTypeError(f"expected TYPE:NAME, got {text!r}")
+    return {"type": kind, "name": name}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("params must be a JSON object")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Global options are accepted before or after the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--socket", default=argparse.SUPPRESS,
+        help=f"daemon socket (default $BPFMAN_SOCKET or {default_socket_path()})",
+    )
+    common.add_argument(
+        "-o", "--output", choices=["table", "json"], default=argparse.SUPPRESS,
+        help="table for people (default), json for scripts",
+    )
+    parser = argparse.ArgumentParser(
+        prog="bpfman", parents=[common], description="Manage eBPF programs through bpfmand."
+    )
+    parser.add_argument("--version", action="version", version=f"bpfman {bpfman.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help, description=help, **kw)
+
+    load = command("load", "load programs from an ELF object")
+    load_sub = load.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    lf = load_sub.add_parser("file", parents=[common], help="from a file on the daemon's host")
+    lf.add_argument("-p", "--path", required=True, help="path of the ELF object")
+    lf.add_argument(
+        "--programs", nargs="+", required=True, type=_program_selector, metavar="TYPE:NAME",
+        help="programs to load, e.g. tracepoint:handle_exec",
+    )
+    lf.add_argument(
+        "-g", "--global", dest="global_data", action="extend", nargs="+", type=_global_value,
+        default=[], metavar="NAME=HEX", help="set a global variable before load",
+    )
+    _metadata_option(lf)
+    lf.add_argument("--map-owner-id", type=int, help="share the maps of this program")
+
+    attach = command(
+        "attach", "attach a loaded program",
+        epilog="TYPE options: any --key value pair after TYPE is sent as params.key "
+        "(e.g. tracepoint --tracepoint sched/sched_switch); -m KEY=VALUE sets link metadata.",
+    )
+    attach.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    attach.add_argument("type", metavar="TYPE", help="the program's type")
+    attach.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    detach = command("detach", "detach a link")
+    detach.add_argument("link_id", type=int, metavar="LINK_ID")
+    unload = command("unload", "unload a program (its links must be detached)")
+    unload.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+
+    lst = command("list", "list programs, or links with `list links`")
+    lst.add_argument("what", nargs="?", choices=["programs", "links"], default="programs")
+    lst.add_argument("--all", action="store_true", help="include programs not managed here")
+    lst.add_argument("--type", help="only this program type")
+    lst.add_argument("--program-id", type=int, help="links: only those of this program")
+    _metadata_option(lst)
+
+    get = command("get", "show one program")
+    get.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+
+    link = command("link", "links: get, list")
+    link_sub = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
+    lg = link_sub.add_parser("get", parents=[common], help="show one link")
+    lg.add_argument("link_id", type=int, metavar="LINK_ID")
+    ll = link_sub.add_parser("list", parents=[common], help="list links")
+    ll.add_argument("--program-id", type=int)
+    ll.add_argument("--type")
+
+    command("plugins", "list the loaded plugins and their program types")
+    command("info", "show the daemon's version, paths and kernel features")
+    call = command("call", "call any method: bpfman call METHOD '{\"key\": 1}'")
+    call.add_argument("method", metavar="METHOD")
+    call.add_argument("params", nargs="?", type=_json_object, metavar="JSON")
+    command("daemon", "run the daemon (see `bpfman daemon --help`)")
+    return parser
+
+
+def _metadata_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m", "--metadata", action="extend", nargs="+", type=_key_value, default=[],
+        metavar="KEY=VALUE", help="metadata label (repeatable)",
+    )
+
+
+def _is_option(token: str) -> bool:
+    return token.startswith("-") and len(token) > 1 and not _INT.fullmatch(token)
+
+
+def coerce_value(text: str) -> Any:
+    """An option value as the daemon should see it (see the module docstring)."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if text in ("true", "false"):
+        return text == "true"
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_attach_options(tokens: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``--key value`` tokens after the attach TYPE -> (params, metadata)."""
+    params, metadata, _ = split_attach_options(tokens)
+    return params, metadata
+
+
+def split_attach_options(
+    tokens: Sequence[str],
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Like `parse_attach_options`, also returning the global options found
+    among them (``--socket``, ``-o/--output`` keep their meaning anywhere)."""
+    values: dict[str, list[Any]] = {}
+    metadata: dict[str, str] = {}
+    globals_: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        name, sep, inline = token.partition("=")
+        if name in ("--socket", "-o", "--output"):
+            value = inline if sep else (tokens[i + 1] if i + 1 < len(tokens) else "")
+            if not value:
+                raise UsageError(f"{name} needs a value")
+            if name != "--socket" and value not in ("table", "json"):
+                raise UsageError(f"{name}: choose table or json, not {value!r}")
+            globals_["socket" if name == "--socket" else "output"] = value
+            i += 1 if sep else 2
+            continue
+        if token in ("-m", "--metadata"):
+            if i + 1 >= len(tokens):
+                raise UsageError(f"{token} needs KEY=VALUE")
+            try:
+                key, value = _key_value(tokens[i + 1])
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(str(exc)) from None
+            metadata[key] = value
+            i += 2
+            continue
+        if not token.startswith("--") or len(token) == 2:
+            raise UsageError(
+                f"unexpected {token!r}: attach options are --name value pairs "
+                "(e.g. --tracepoint sched/sched_switch)"
+            )
+        name, sep, inline = token[2:].partition("=")
+        if sep:
+            value = coerce_value(inline)
+            i += 1
+        elif i + 1 < len(tokens) and not _is_option(tokens[i + 1]):
+            value = coerce_value(tokens[i + 1])
+            i += 2
+        else:
+            value = True
+            i += 1
+        values.setdefault(name.replace("-", "_"), []).append(value)
+    params = {k: v[0] if len(v) == 1 else v for k, v in values.items()}
+    return params, metadata, globals_
+
+
+def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The (method, params) a parsed command line asks for."""
+    cmd = args.command
+    if cmd == "load":
+        params: dict[str, Any] = {"path": args.path, "programs": args.programs}
+        if args.global_data:
+            params["global_data"] = dict(args.global_data)
+        if args.metadata:
+            params["metadata"] = dict(args.metadata)
+        if args.map_owner_id is not None:
+            params["map_owner_id"] = args.map_owner_id
+        return "program.load", params
+    if cmd == "attach":
+        attach_params, metadata, globals_ = split_attach_options(args.options)
+        for key, value in globals_.items():
+            setattr(args, key, value)
+        params = {"program_id": args.program_id, "params": attach_params}
+        if metadata:
+            params["metadata"] = metadata
+        return "program.attach", params
+    if cmd == "detach":
+        return "program.detach", {"link_id": args.link_id}
+    if cmd == "unload":
+        return "program.unload", {"program_id": args.program_id}
+    if cmd == "get":
+        return "program.get", {"program_id": args.program_id}
+    if cmd == "list" and args.what == "links":
+        if args.all or args.metadata:
+            raise UsageError("--all and --metadata apply to programs, not links")
+        return "link.list", _drop_none(program_id=args.program_id, type=args.type)
+    if cmd == "list":
+        if args.program_id is not None:
+            raise UsageError("--program-id applies to `list links`")
+        params = _drop_none(type=args.type)
+        if args.all:
+            params["all"] = True
+        if args.metadata:
+            params["metadata"] = dict(args.metadata)
+        return "program.list", params
+    if cmd == "link" and args.link_command == "get":
+        return "link.get", {"link_id": args.link_id}
+    if cmd == "link":
+        return "link.list", _drop_none(program_id=args.program_id, type=args.type)
+    if cmd == "plugins":
+        return "plugin.list", {}
+    if cmd == "info":
+        return "daemon.info", {}
+    if cmd == "call":
+        return args.method, args.params if args.params is not None else {}
+    raise UsageError(f"unknown command {cmd!r}")
+
+
+def _drop_none(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+# -- output ------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
+        lines.append("  ".join([*padded, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == [] or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def format_fields(obj: dict[str, Any], indent: int = 0) -> str:
+    """``key: value`` lines; nested objects become indented sections."""
+    pad = " " * indent
+    lines = []
+    for key, value in obj.items():
+        if isinstance(value, dict) and value and key not in ("metadata", "global_data"):
+            lines.append(f"{pad}{key}:")
+            lines.append(format_fields(value, indent + 2))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"{pad}{key}:")
+            for item in value:
+                lines.append(format_fields(item, indent + 2))
+        else:
+            lines.append(f"{pad}{key}: {_cell(value)}")
+    return "\n".join(lines)
+
+
+def _program_rows(programs: list[dict[str, Any]]) -> str:
+    rows = []
+    for p in programs:
+        kind = p.get("type")
+        if kind is None:  # not ours: show the kernel's type, marked
+            kind = f"({(p.get('kernel') or {}).get('kernel_type', '?')})"
+        rows.append([p["program_id"], p["name"], kind, p.get("links"), p.get("metadata")])
+    return format_table(["ID", "NAME", "TYPE", "LINKS", "METADATA"], rows)
+
+
+def _link_rows(links: list[dict[str, Any]]) -> str:
+    rows = [
+        [x["link_id"], x["program_id"], x["type"], x.get("summary"), x.get("metadata")]
+        for x in links
+    ]
+    return format_table(["ID", "PROGRAM", "TYPE", "ATTACHED TO", "METADATA"], rows)
+
+
+def _plugin_rows(plugins: list[dict[str, Any]]) -> str:
+    rows = [[p["name"], p.get("version"), p.get("types"), p.get("module")] for p in plugins]
+    return format_table(["NAME", "VERSION", "TYPES", "MODULE"], rows)
+
+
+_RENDERERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
+    "program.load": lambda r, _p: _program_rows(r["programs"]),
+    "program.list": lambda r, _p: _program_rows(r),
+    "program.get": lambda r, _p: format_fields(r),
+    "program.attach": lambda r, _p: format_fields(r),
+    "program.detach": lambda _r, p: f"detached link {p['link_id']}",
+    "program.unload": lambda _r, p: f"unloaded program {p['program_id']}",
+    "link.list": lambda r, _p: _link_rows(r),
+    "link.get": lambda r, _p: format_fields(r),
+    "plugin.list": lambda r, _p: _plugin_rows(r),
+    "daemon.info": lambda r, _p: format_fields(r),
+}
+
+
+def render(method: str, params: dict[str, Any], result: Any, output: str) -> str:
+    renderer = _RENDERERS.get(method)
+    if output == "json" or renderer is None:
+        return json.dumps(result, indent=2)
+    return renderer(result, params)
+
+
+_SHOWN_DATA = {"kind", "errors", "feature", "reason", "min_version", "incident", "verifier_log"}
+
+
+def format_error(err: RpcError) -> str:
+    """``error: message`` and the parts of ``data`` a person needs to act."""
+    lines = [f"error: {err.message}"]
+    data = err.data if isinstance(err.data, dict) else {}
+    for line in data.get("errors", []):
+        lines.append(f"  {line}")
+    if data.get("feature"):
+        needs = f" (needs kernel {data['min_version']})" if data.get("min_version") else ""
+        lines.append(f"  missing kernel feature: {data['feature']}{needs}")
+    if data.get("incident"):
+        lines.append(f"  incident {data['incident']}: see the daemon's log")
+    for key, value in data.items():
+        if key not in _SHOWN_DATA and value is not None:
+            lines.append(f"  {key}: {_cell(value)}")
+    if data.get("verifier_log"):
+        lines.append("verifier log:")
+        lines.extend(f"  {line}" for line in data["verifier_log"])
+    return "\n".join(lines)
+
+
+# -- main --------------------------------------------------------------------
+
+
+def _split_daemon(argv: list[str]) -> list[str] | None:
+    """The daemon's own argv when the command is `daemon`, else None.
+
+    Done before argparse so the daemon parses its options itself; a global
+    ``--socket`` given before `daemon` is passed on.
+    """
+    socket: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in ("--socket", "-o", "--output"):
+            if token == "--socket" and i + 1 < len(argv):
+                socket = ["--socket", argv[i + 1]]
+            i += 2
+        elif token.startswith("-"):
+            if token.startswith("--socket="):
+                socket = ["--socket", token.partition("=")[2]]
+            i += 1
+        else:
+            return [*socket, *argv[i + 1 :]] if token == "daemon" else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    daemon_argv = _split_daemon(argv)
+    if daemon_argv is not None:
+        from bpfman import daemon  # the client side never imports the daemon's stack
+
+        return daemon.main(daemon_argv)
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "attach" and {"-h", "--help"} & set(args.options):
+            parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0
+        method, params = build_request(args)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    except UsageError as exc:
+        print(f"bpfman {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    socket_path = getattr(args, "socket", None) or default_socket_path()
+    # `call` is the raw escape hatch: its result is always printed as JSON.
+    output = "json" if args.command == "call" else getattr(args, "output", "table")
+    try:
+        with Client(socket_path) as client:
+            if method == "program.attach":
+                _check_type(client, args.program_id, args.type)
+            result = client.call(method, params)
+    except RpcError as exc:
+        print(format_error(exc), file=sys.stderr)
+        return 1
+    except DaemonUnreachable as exc:
+        hint = (
+            "is your user in the socket's group?"
+            if isinstance(exc.cause, PermissionError)
+            else "is the daemon running? (bpfman daemon, or systemctl start bpfman.socket)"
+        )
+        print(f"error: {exc}\n  {hint}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: lost the connection to the daemon at {socket_path}: {exc}", file=sys.stderr)
+        return 2
+    text = render(method, params, result, output)
+    if text:
+        print(text)
+    return 0
+
+
+def _check_type(client: Client, program_id: int, kind: str) -> None:
+    # The API takes the type from the loaded program; the CLI repeats it
+    # (as upstream does), so catch a mismatch before the params confuse anyone.
+    program = client.call("program.get", {"program_id": program_id})
+    actual = program.get("type")
+    if actual is not None and actual != kind:
+        raise RpcError(
+            1000, f"program {program_id} is a {actual} program, not {kind}",
+            {"program_id": program_id, "type": actual},
+        )
+
+
+__all__ = ["build_parser", "build_request", "main", "parse_attach_options"]

@@ -1,0 +1,184 @@
+"""Clients of the daemon's JSON-RPC socket: blocking `Client`, trio `AsyncClient`.
+
+Both send one request at a time on one connection and return the decoded
+``result``; an error response raises `RpcError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from types import TracebackType
+from typing import Any, Self
+
+import trio
+
+from bpfman.framing import LineReader, send_line
+
+DEFAULT_SOCKET = "/run/bpfman/bpfman.sock"
+# Replies can be large (verifier logs, every program in the kernel); the
+# limit only guards against a runaway peer.
+MAX_REPLY = 256 << 20
+
+
+def default_socket_path() -> str:
+    return os.environ.get("BPFMAN_SOCKET") or DEFAULT_SOCKET
+
+
+class RpcError(Exception):
+    """The daemon answered with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"RpcError({self.code}, {self.message!r}, {self.data!r})"
+
+
+class DaemonUnreachable(ConnectionError):
+    """Could not connect to the daemon's socket (not running, no permission)."""
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        reason = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"cannot connect to the bpfman daemon at {path}: {reason}")
+        self.path = path
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+def _request(method: str, params: dict[str, Any] | None, req_id: int | None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if req_id is not None:
+        message["id"] = req_id
+    if params is not None:
+        message["params"] = params
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def _result(line: bytes | None, req_id: int, path: str) -> Any:
+    if line is None:
+        raise ConnectionResetError(f"the daemon at {path} closed the connection")
+    response = json.loads(line)
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        # id null: an error found before the request could be read (over-long line).
+        if response.get("id") in (req_id, None):
+            err = response["error"]
+            raise RpcError(err.get("code", 0), err.get("message", ""), err.get("data"))
+    elif isinstance(response, dict) and response.get("id") == req_id and "result" in response:
+        return response["result"]
+    raise RpcError(-32603, f"unexpected response from the daemon: {line[:200]!r}")
+
+
+class Client:
+    """A blocking client on one connection.
+
+    Resource handling: connects in the constructor; `close()` (or the
+    ``with`` block) closes the connection.
+
+    Raises:
+        DaemonUnreachable: from the constructor, when the socket is absent,
+            refuses connections or is not accessible.
+        RpcError: from `call`, for an error response.
+        ConnectionError: from `call`, when the daemon hangs up.
+    """
+
+    def __init__(self, socket_path: str | None = None, *, timeout: float | None = None) -> None:
+        self.socket_path = socket_path or default_socket_path()
+        self._ids = itertools.count(1)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(self.socket_path)
+        except OSError as exc:
+            self._sock.close()
+            raise DaemonUnreachable(self.socket_path, exc) from exc
+        self._reader = self._sock.makefile("rb")
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        req_id = next(self._ids)
+        self._sock.sendall(_request(method, params, req_id) + b"\n")
+        line = self._reader.readline(MAX_REPLY + 1)
+        if line and not line.endswith(b"\n"):
+            if len(line) > MAX_REPLY:
+                raise RpcError(-32603, f"reply longer than {MAX_REPLY} bytes")
+            line = None  # EOF in the middle of a reply
+        return _result(line.rstrip(b"\n") if line else None, req_id, self.socket_path)
+
+    def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send a notification: executed by the daemon, never answered."""
+        self._sock.sendall(_request(method, params, None) + b"\n")
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """A trio client on one connection; ``async with await AsyncClient.connect()``.
+
+    Calls from several tasks are serialised, so each gets its own reply.
+    """
+
+    def __init__(self, stream: trio.SocketStream, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._stream = stream
+        self._reader = LineReader(stream, MAX_REPLY)
+        self._ids = itertools.count(1)
+        self._lock = trio.Lock()
+
+    @classmethod
+    async def connect(cls, socket_path: str | None = None) -> AsyncClient:
+        """Raises `DaemonUnreachable` when the socket cannot be reached."""
+        path = socket_path or default_socket_path()
+        try:
+            stream = await trio.open_unix_socket(path)
+        except OSError as exc:
+            raise DaemonUnreachable(path, exc) from exc
+        return cls(stream, path)
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        async with self._lock:
+            req_id = next(self._ids)
+            await send_line(self._stream, _request(method, params, req_id))
+            line = await self._reader.receive_line()
+        return _result(line, req_id, self.socket_path)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        async with self._lock:
+            await send_line(self._stream, _request(method, params, None))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "AsyncClient",
+    "Client",
+    "DaemonUnreachable",
+    "RpcError",
+    "default_socket_path",
+]

@@ -1,0 +1,221 @@
+"""The daemon's socket: a Unix listener (or systemd's) and `serve_rpc`.
+
+Access control is the socket file's mode and group; the peer credentials of
+each connection (SO_PEERCRED) travel to every handler as a `Caller` for the
+audit log and for finer checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import grp
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import Sequence
+from typing import NoReturn
+
+import trio
+
+from bpfman import jsonrpc
+from bpfman.api import Caller, MethodTable
+from bpfman.framing import DEFAULT_MAX_LINE, LineReader, LineTooLong, send_line
+
+log = logging.getLogger("bpfman.server")
+
+_UCRED = struct.Struct("iII")  # struct ucred: pid_t pid; uid_t uid; gid_t gid
+_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 for the terminating NUL
+SD_LISTEN_FDS_START = 3
+
+
+def open_unix_listener(
+    path: str | os.PathLike[str], *, mode: int = 0o660, group: str | int | None = None
+) -> trio.SocketListener:
+    """Listen on the Unix socket `path`, with file mode `mode` and group `group`.
+
+    Creates the parent directory (0755) when missing. A socket file left by
+    a dead daemon is replaced; a live one makes this fail. The socket is
+    bound under a temporary name, given its mode and group, and only then
+    renamed into place, so no client ever sees it with the wrong permissions.
+
+    Resource handling: the caller owns the returned listener. The socket
+    file is left behind on close (the next start replaces it; removing it
+    could race with a daemon that has already taken over the path).
+
+    Raises:
+        OSError(EADDRINUSE): another process is listening on `path`.
+        FileExistsError: `path` exists and is not a socket.
+        ValueError: `group` names no group.
+    """
+    path = os.fspath(path)
+    gid = _resolve_group(group)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    _refuse_live_socket(path)
+
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{os.getpid()}")
+    direct = len(os.fsencode(tmp)) > _SUN_PATH_MAX
+    bind_path = path if direct else tmp
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(bind_path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(bind_path)
+        os.chmod(bind_path, mode)
+        if gid is not None:
+            os.chown(bind_path, -1, gid)
+        sock.listen(socket.SOMAXCONN)
+        if not direct:
+            os.rename(bind_path, path)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(bind_path)
+        raise
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+def _resolve_group(group: str | int | None) -> int | None:
+    if group is None or isinstance(group, int):
+        return group
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group: {group!r}") from None
+
+
+def _refuse_live_socket(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FileExistsError(errno.EEXIST, "exists and is not a socket; refusing to replace", path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Non-blocking: a live daemon with a full backlog answers EAGAIN instead
+    # of making us wait.
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return  # stale: nobody listens, the bind below replaces it
+    except BlockingIOError:
+        pass
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, "another daemon is already listening on this socket", path)
+
+
+def listeners_from_systemd() -> list[trio.SocketListener] | None:
+    """Listeners inherited through systemd socket activation, or None.
+
+    Follows sd_listen_fds(3): the fds start at 3, LISTEN_FDS counts them and
+    LISTEN_PID must be our pid. The variables are removed from the
+    environment so that child processes do not take the sockets for theirs.
+
+    Raises:
+        ValueError: an inherited fd is not a listening stream socket (the
+            unit's Socket section is wrong).
+    """
+    env_pid = os.environ.pop("LISTEN_PID", None)
+    env_fds = os.environ.pop("LISTEN_FDS", None)
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if env_pid is None or env_fds is None:
+        return None
+    try:
+        if int(env_pid) != os.getpid():
+            return None
+        count = int(env_fds)
+    except ValueError:
+        return None
+    if count <= 0:
+        return None
+    listeners = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        os.set_inheritable(fd, False)
+        sock = socket.socket(fileno=fd)
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"inherited fd {fd} is not a stream socket")
+        listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+    return listeners
+
+
+def peer_caller(sock: trio.socket.SocketType) -> Caller:
+    """The peer credentials of a connected Unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
+    return Caller(uid=uid, gid=gid, pid=pid)
+
+
+async def serve_rpc(
+    listeners: Sequence[trio.SocketListener],
+    methods: MethodTable,
+    *,
+    max_line: int = DEFAULT_MAX_LINE,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Answer JSON-RPC on `listeners` forever, one task per connection.
+
+    Requests on one connection are answered one at a time, in order;
+    connections are served concurrently. `task_status.started(listeners)` is
+    called once every listener is accepting.
+
+    Resource handling: takes ownership of `listeners` and of each accepted
+    connection, and closes them when cancelled.
+
+    Error handling: a connection's failure (a client that hangs up mid-request,
+    garbage on the wire, a bug) is logged and ends that connection only.
+    Accept errors from fd exhaustion are retried after 100 ms
+    (`trio.serve_listeners`); other accept errors propagate.
+    """
+    handler = functools.partial(_serve_connection, methods=methods, max_line=max_line)
+    await trio.serve_listeners(handler, list(listeners), task_status=task_status)
+
+
+async def _serve_connection(
+    stream: trio.SocketStream, *, methods: MethodTable, max_line: int
+) -> None:
+    try:
+        caller = peer_caller(stream.socket)
+    except OSError as exc:
+        # Not a Unix socket (a misconfigured socket unit): we could not say
+        # who is calling, so we do not serve it.
+        log.warning("closing connection without peer credentials: %s", exc)
+        return
+    reader = LineReader(stream, max_line)
+    try:
+        while True:
+            try:
+                line = await reader.receive_line()
+            except LineTooLong as exc:
+                response: bytes | None = jsonrpc.error_response(
+                    jsonrpc.InvalidRequest(
+                        f"request longer than {exc.limit} bytes", {"limit": exc.limit}
+                    )
+                )
+            else:
+                if line is None:
+                    return
+                if not line.strip():
+                    continue  # blank lines are keep-alives from interactive users
+                response = await jsonrpc.dispatch(line, methods, caller)
+            if response is not None:
+                await send_line(stream, response)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        log.debug("client pid=%d went away: %s", caller.pid, exc)
+    except Exception:
+        log.exception("connection from pid=%d uid=%d failed", caller.pid, caller.uid)
+
+
+__all__ = [
+    "listeners_from_systemd",
+    "open_unix_listener",
+    "peer_caller",
+    "serve_rpc",
+]

@@ -1,0 +1,273 @@
+"""The CLI's command line -> (method, params) mapping and its output (no daemon)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bpfman
+from bpfman import cli
+from bpfman.client import RpcError
+
+
+def request(*argv: str) -> tuple[str, dict[str, Any]]:
+    return cli.build_request(cli.build_parser().parse_args(list(argv)))
+
+
+def test_load_file() -> None:
+    assert request(
+        "load", "file", "--path", "/srv/x.bpf.o",
+        "--programs", "tracepoint:on_exec", "xdp:pass",
+        "-g", "GLOBAL_u8=01", "GLOBAL_u32=0x0A0B0C0D",
+        "-m", "owner=acme", "--metadata", "env=prod",
+        "--map-owner-id", "42",
+    ) == ("program.load", {
+        "path": "/srv/x.bpf.o",
+        "programs": [{"type": "tracepoint", "name": "on_exec"}, {"type": "xdp", "name": "pass"}],
+        "global_data": {"GLOBAL_u8": "01", "GLOBAL_u32": "0x0A0B0C0D"},
+        "metadata": {"owner": "acme", "env": "prod"},
+        "map_owner_id": 42,
+    })
+
+
+def test_load_file_minimal() -> None:
+    assert request("load", "file", "-p", "/x.o", "--programs", "kprobe:k") == (
+        "program.load", {"path": "/x.o", "programs": [{"type": "kprobe", "name": "k"}]},
+    )
+
+
+@pytest.mark.parametrize("bad", [
+    ["load", "file", "--path", "/x.o", "--programs", "no_type"],
+    ["load", "file", "--path", "/x.o", "--programs", "xdp:p", "-g", "G=zz"],
+    ["load", "file", "--path", "/x.o", "--programs", "xdp:p", "-m", "novalue"],
+    ["load", "file", "--programs", "xdp:p"],
+    ["attach", "notanumber", "xdp"],
+    ["attach", "12"],
+    ["list", "things"],
+])
+def test_usage_errors_exit_2(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(bad) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_attach_tracepoint() -> None:
+    assert request("attach", "12", "tracepoint", "--tracepoint", "sched/sched_switch") == (
+        "program.attach",
+        {"program_id": 12, "params": {"tracepoint": "sched/sched_switch"}},
+    )
+
+
+def test_attach_generic_options_for_any_type() -> None:
+    method, params = request(
+        "attach", "7", "newtype",
+        "--iface", "eth0", "--priority", "50", "--offset", "-8",
+        "--proceed-on", "pass", "--proceed-on", "dispatcher_return",
+        "--retprobe", "--direction=ingress", "--enabled", "false",
+        "--ports", "[80, 443]", "--name", "007x",
+        "-m", "team=net", "--metadata", "ticket=12",
+    )
+    assert method == "program.attach"
+    assert params == {
+        "program_id": 7,
+        "params": {
+            "iface": "eth0",
+            "priority": 50,
+            "offset": -8,
+            "proceed_on": ["pass", "dispatcher_return"],
+            "retprobe": True,
+            "direction": "ingress",
+            "enabled": False,
+            "ports": [80, 443],
+            "name": "007x",
+        },
+        "metadata": {"team": "net", "ticket": "12"},
+    }
+
+
+def test_attach_flag_before_metadata_is_a_flag() -> None:
+    _, params = request("attach", "1", "x", "--retprobe", "-m", "a=b")
+    assert params["params"] == {"retprobe": True}
+    assert params["metadata"] == {"a": "b"}
+
+
+def test_attach_keeps_global_options_anywhere() -> None:
+    args = cli.build_parser().parse_args(
+        ["attach", "1", "x", "--key", "v", "-o", "json", "--socket=/tmp/s.sock"]
+    )
+    assert cli.build_request(args) == ("program.attach", {"program_id": 1, "params": {"key": "v"}})
+    assert args.output == "json" and args.socket == "/tmp/s.sock"
+
+
+@pytest.mark.parametrize("tokens", [["-i", "eth0"], ["eth0"], ["--"], ["-m"], ["-o", "yaml"]])
+def test_attach_rejects_what_it_cannot_map(tokens: list[str]) -> None:
+    with pytest.raises(cli.UsageError):
+        cli.parse_attach_options(tokens)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("12", 12), ("-3", -3), ("+4", 4), ("0x10", "0x10"), ("eth0", "eth0"),
+    ("true", True), ("false", False), ("True", "True"), ('{"a": 1}', {"a": 1}), ("[x", "[x"),
+])
+def test_coerce_value(text: str, value: Any) -> None:
+    assert cli.coerce_value(text) == value
+
+
+def test_simple_commands() -> None:
+    assert request("detach", "5") == ("program.detach", {"link_id": 5})
+    assert request("unload", "9") == ("program.unload", {"program_id": 9})
+    assert request("get", "9") == ("program.get", {"program_id": 9})
+    assert request("link", "get", "5") == ("link.get", {"link_id": 5})
+    assert request("link", "list", "--program-id", "9") == ("link.list", {"program_id": 9})
+    assert request("plugins") == ("plugin.list", {})
+    assert request("info") == ("daemon.info", {})
+
+
+def test_list() -> None:
+    assert request("list") == ("program.list", {})
+    assert request("list", "--all", "--type", "xdp", "-m", "a=b") == (
+        "program.list", {"type": "xdp", "all": True, "metadata": {"a": "b"}},
+    )
+    assert request("list", "links", "--program-id", "3") == ("link.list", {"program_id": 3})
+    assert request("list", "links", "--type", "tc") == ("link.list", {"type": "tc"})
+    with pytest.raises(cli.UsageError):
+        request("list", "links", "--all")
+    with pytest.raises(cli.UsageError):
+        request("list", "--program-id", "3")
+
+
+def test_call() -> None:
+    assert request("call", "program.get", '{"program_id": 3}') == (
+        "program.get", {"program_id": 3},
+    )
+    assert request("call", "rpc.discover") == ("rpc.discover", {})
+    with pytest.raises(SystemExit):
+        request("call", "x", "[1]")
+
+
+def test_global_options_before_or_after_the_command() -> None:
+    parser = cli.build_parser()
+    before = parser.parse_args(["--socket", "/a", "-o", "json", "list"])
+    after = parser.parse_args(["list", "--socket", "/a", "-o", "json"])
+    assert (before.socket, before.output) == (after.socket, after.output) == ("/a", "json")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert bpfman.__version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["daemon"], []),
+    (["daemon", "--socket", "/s", "--state-dir", "/d"], ["--socket", "/s", "--state-dir", "/d"]),
+    (["--socket", "/s", "daemon", "--bpffs", "/b"], ["--socket", "/s", "--bpffs", "/b"]),
+    (["-o", "json", "daemon"], []),
+])
+def test_daemon_gets_the_rest_of_argv(
+    argv: list[str], expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+    fake = types.ModuleType("bpfman.daemon")
+    fake.main = lambda rest: seen.append(rest) or 7  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bpfman.daemon", fake)
+    monkeypatch.setattr(bpfman, "daemon", fake, raising=False)
+    assert cli.main(argv) == 7
+    assert seen == [expected]
+
+
+def test_unreachable_daemon_names_the_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "nobody.sock"
+    assert cli.main(["--socket", str(path), "list"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "daemon running" in err
+    monkeypatch.setenv("BPFMAN_SOCKET", str(path))
+    assert cli.main(["info"]) == 2
+    assert str(path) in capsys.readouterr().err
+
+
+# -- output ------------------------------------------------------------------
+
+PROGRAM = {
+    "program_id": 12, "name": "on_exec", "type": "tracepoint", "managed": True,
+    "path": "/x.o", "metadata": {"owner": "acme"}, "global_data": {}, "links": [3, 4],
+    "kernel": {"program_id": 12, "kernel_type": "tracepoint", "tag": "ab12"},
+}
+FOREIGN = {"program_id": 99, "name": "sd_fw", "type": None, "managed": False, "links": [],
+           "metadata": {}, "kernel": {"kernel_type": "cgroup_skb"}}
+
+
+def test_program_table() -> None:
+    text = cli.render("program.list", {}, [PROGRAM, FOREIGN], "table")
+    lines = text.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "TYPE", "LINKS", "METADATA"]
+    assert lines[1].split() == ["12", "on_exec", "tracepoint", "3,4", "owner=acme"]
+    assert lines[2].split() == ["99", "sd_fw", "(cgroup_skb)", "-", "-"]
+    # columns line up
+    assert lines[1].index("on_exec") == lines[0].index("NAME")
+
+
+def test_get_shows_key_value_lines_with_the_kernel_section() -> None:
+    text = cli.render("program.get", {"program_id": 12}, PROGRAM, "table")
+    assert "program_id: 12" in text.splitlines()
+    assert "metadata: owner=acme" in text
+    assert "kernel:\n  program_id: 12\n  kernel_type: tracepoint" in text
+
+
+def test_json_output_is_the_raw_result() -> None:
+    assert json.loads(cli.render("program.list", {}, [PROGRAM], "json")) == [PROGRAM]
+
+
+def test_other_renders() -> None:
+    link = {"link_id": 3, "program_id": 12, "type": "tracepoint", "summary": "sched/sched_switch",
+            "metadata": {}, "params": {"tracepoint": "sched/sched_switch"}}
+    assert cli.render("link.list", {}, [link], "table").splitlines()[1].split() == [
+        "3", "12", "tracepoint", "sched/sched_switch", "-",
+    ]
+    assert "params:\n  tracepoint: sched/sched_switch" in cli.render("link.get", {}, link, "table")
+    assert cli.render("program.detach", {"link_id": 3}, {"ok": True}, "table") == "detached link 3"
+    plugin = {"name": "xdp", "module": "bpfman_xdp.plugin", "version": "1", "types": ["xdp"],
+              "hooks": []}
+    assert cli.render("plugin.list", {}, [plugin], "table").splitlines()[1].split() == [
+        "xdp", "1", "xdp", "bpfman_xdp.plugin",
+    ]
+    info = {"version": "0.1", "features": {"bpf_link": True, "tcx": False},
+            "plugin_failures": [{"name": "bad", "error": "ImportError"}]}
+    text = cli.render("daemon.info", {}, info, "table")
+    assert "features:\n  bpf_link: yes\n  tcx: no" in text
+    assert "plugin_failures:\n  name: bad\n  error: ImportError" in text
+    # an unknown method (bpfman call) prints JSON
+    assert json.loads(cli.render("x.y", {}, {"a": 1}, "table")) == {"a": 1}
+
+
+def test_format_error_shows_what_to_fix() -> None:
+    text = cli.format_error(RpcError(-32602, "invalid params", {
+        "errors": ["invalid value for type, expected int @ $.params.program_id"],
+    }))
+    assert text.splitlines() == [
+        "error: invalid params",
+        "  invalid value for type, expected int @ $.params.program_id",
+    ]
+    text = cli.format_error(RpcError(2001, "verifier rejected program 'p': R0 !read_ok", {
+        "kind": "verifier_rejected", "verifier_log": ["0: (b7) r1 = 0", "R0 !read_ok"],
+    }))
+    assert text.splitlines() == [
+        "error: verifier rejected program 'p': R0 !read_ok",
+        "verifier log:", "  0: (b7) r1 = 0", "  R0 !read_ok",
+    ]
+    text = cli.format_error(RpcError(1400, "unsupported", {
+        "feature": "tcx", "reason": "no", "min_version": "6.6",
+    }))
+    assert "missing kernel feature: tcx (needs kernel 6.6)" in text
+    text = cli.format_error(RpcError(2000, "bpf_link_create failed: EPERM", {
+        "kind": "kernel_error", "op": "bpf_link_create", "errno": "EPERM",
+    }))
+    assert text.splitlines()[1:] == ["  op: bpf_link_create", "  errno: EPERM"]
+    assert "incident ab12cd34" in cli.format_error(
+        RpcError(-32603, "internal error", {"incident": "ab12cd34"})
+    )
