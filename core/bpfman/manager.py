@@ -282,6 +282,9 @@ class Manager:
             self.kernel.remove_pin(program.pin_path)
             if not remaining:
                 self.kernel.remove_pin_dir(Path(program.map_pin_dir))
+        if not self.kernel.wait_program_gone(program.program_id):
+            log.warning("program %d unpinned but still in the kernel: another holder keeps it",
+                        program.program_id)
         self._notify("bpfman_program_unloaded", program=program)
         return OkReply()
 

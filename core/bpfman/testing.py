@@ -160,3 +160,99 @@ def daemon() -> Iterator[DaemonProcess]:
         pytest.skip("needs root to run the daemon")
     with running_daemon() as d:
         yield d
+
+
+# ---------------------------------------------------------------------------
+# Network namespaces and veth pairs made by the test, removed by the test
+# ---------------------------------------------------------------------------
+
+_NS_COUNTER = 0
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+class VethPair:
+    """Two network namespaces joined by one veth pair, each end addressed.
+
+    Traffic between ``ip_a`` and ``ip_b`` stays inside the two namespaces;
+    nothing is attached to the machine's own interfaces.
+    """
+
+    def __init__(self, tag: str) -> None:
+        global _NS_COUNTER
+        _NS_COUNTER += 1
+        n = f"{os.getpid() % 10000}{_NS_COUNTER}"
+        self.ns_a, self.ns_b = f"bpfman-{tag}-a{n}", f"bpfman-{tag}-b{n}"
+        self.if_a, self.if_b = f"va{n}"[:15], f"vb{n}"[:15]
+        subnet = 1 + _NS_COUNTER % 250
+        self.ip_a, self.ip_b = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+
+    @property
+    def netns_a(self) -> str:
+        """The path form the API takes (``netns`` attach parameter)."""
+        return f"/var/run/netns/{self.ns_a}"
+
+    @property
+    def netns_b(self) -> str:
+        return f"/var/run/netns/{self.ns_b}"
+
+    def create(self) -> None:
+        _ip("netns", "add", self.ns_a)
+        _ip("netns", "add", self.ns_b)
+        _ip("link", "add", self.if_a, "netns", self.ns_a, "type", "veth",
+            "peer", "name", self.if_b, "netns", self.ns_b)
+        for ns, ifname, addr in ((self.ns_a, self.if_a, self.ip_a),
+                                 (self.ns_b, self.if_b, self.ip_b)):
+            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", ifname)
+            _ip("-n", ns, "link", "set", ifname, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+
+    def destroy(self) -> None:
+        # Deleting a namespace deletes the veth end inside it (and the peer).
+        for ns in (self.ns_a, self.ns_b):
+            _ip("netns", "del", ns, check=False)
+
+    def exec(self, ns: str, *cmd: str, timeout: float = 30,
+             check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True,
+                              text=True, timeout=timeout, check=check)
+
+    def ping(self, count: int = 3, *, from_a: bool = True) -> int:
+        """Ping across the pair; returns the number of replies received."""
+        ns, dst = (self.ns_a, self.ip_b) if from_a else (self.ns_b, self.ip_a)
+        out = self.exec(ns, "ping", "-c", str(count), "-i", "0.01", "-W", "1", "-q", dst)
+        for line in out.stdout.splitlines():
+            if "received" in line:
+                return int(line.split(",")[1].split()[0])
+        return 0
+
+    def send_udp(self, count: int, *, port: int = 9999, from_a: bool = True,
+                 payload: bytes = b"x" * 32) -> None:
+        """Send `count` UDP datagrams across the pair (nobody needs to listen)."""
+        ns, dst = (self.ns_a, self.ip_b) if from_a else (self.ns_b, self.ip_a)
+        script = ("import socket,sys\n"
+                  "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                  f"[s.sendto({payload!r},({dst!r},{port})) for _ in range({count})]\n")
+        self.exec(ns, sys.executable, "-c", script, check=True)
+
+
+@contextlib.contextmanager
+def veth_pair(tag: str = "t") -> Iterator[VethPair]:
+    """A `VethPair`, destroyed on exit whatever happened."""
+    pair = VethPair(tag)
+    try:
+        pair.create()
+        yield pair
+    finally:
+        pair.destroy()
+
+
+@pytest.fixture
+def veth() -> Iterator[VethPair]:
+    """Two fresh namespaces joined by a veth pair (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces")
+    with veth_pair() as pair:
+        yield pair

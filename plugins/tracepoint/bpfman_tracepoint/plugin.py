@@ -26,7 +26,7 @@ _PART = re.compile(r"^[A-Za-z0-9_]+$")
 def _check_tracepoint(_self: object, _attr: attrs.Attribute, value: str) -> None:
     category, sep, name = value.partition("/")
     if not sep or not _PART.match(category) or not _PART.match(name):
-        raise ValueError("must be CATEGORY/NAME, e.g. syscalls/sys_enter_openat")
+        raise ValueError("tracepoint must be CATEGORY/NAME, e.g. syscalls/sys_enter_openat")
 
 
 @attrs.frozen

@@ -1,0 +1,80 @@
+"""The one place where an errno becomes a `bpfman.errors` exception.
+
+Bindings (libbpf.py, libc.py) raise `SysError`, a plain OSError that also
+names the C function. Kernel-layer code wraps each step in
+`kernel_errors(op, ...)`, which maps chosen errnos to domain errors and
+everything else to `KernelError(op, errno)`. Domain errors raised inside
+the block pass through untouched.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from bpfman.errors import BpfmanError, KernelError
+
+# libbpf's own error codes (enum libbpf_errno, 4000..4012); os.strerror
+# knows nothing of them, so their text comes from libbpf_strerror().
+LIBBPF_ERRNO_BASE = 4000
+
+
+class SysError(OSError):
+    """A failed C call: `errno` as usual plus `func`, the function name."""
+
+    def __init__(self, err: int, func: str, detail: str | None = None) -> None:
+        super().__init__(err, describe_errno(err))
+        self.func = func
+        self.detail = detail
+
+    def __str__(self) -> str:
+        extra = f": {self.detail}" if self.detail else ""
+        return f"{self.func}: {errno_name(self.errno or 0)} ({self.strerror}){extra}"
+
+
+def errno_name(err: int) -> str:
+    fallback = f"LIBBPF_ERRNO_{err}" if err >= LIBBPF_ERRNO_BASE else str(err)
+    return _errno.errorcode.get(err, fallback)
+
+
+def describe_errno(err: int) -> str:
+    if err >= LIBBPF_ERRNO_BASE:
+        # Imported lazily: libbpf.py imports this module.
+        from bpfman.kernel._sys.libbpf import libbpf_strerror
+
+        return libbpf_strerror(err)
+    try:
+        return os.strerror(err)
+    except ValueError:
+        return f"unknown error {err}"
+
+
+Translator = Callable[[SysError], BpfmanError]
+
+
+@contextmanager
+def kernel_errors(
+    op: str,
+    on: Mapping[int, Translator] | None = None,
+    **details: Any,
+) -> Iterator[None]:
+    """Translate a failed C call inside the block.
+
+    :param op: what was being done, reported as ``KernelError.op``
+        ("bpf_obj_pin", "program load", ...).
+    :param on: errno -> factory for a domain error (ENOENT -> ProgramNotFound...).
+    :param details: extra structured data attached to the KernelError.
+    """
+    try:
+        yield
+    except SysError as exc:
+        err = exc.errno or _errno.EIO
+        if on and err in on:
+            raise on[err](exc) from exc
+        message = f"{op} failed: {errno_name(err)} ({describe_errno(err)})"
+        if exc.detail:
+            message = f"{message}: {exc.detail}"
+        raise KernelError(op, err, message, **details) from exc

@@ -1,0 +1,168 @@
+"""Attach through a perf event: tracepoints (tracefs event ids) and kprobes
+(the kprobe PMU). One mechanism: perf_event_open(2), then
+bpf_link_create(prog, perf_fd, BPF_PERF_EVENT), then pin the link. The link
+holds the perf event, so both fds are closed once it is pinned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+
+from bpfman.errors import (
+    AttachTargetNotFound,
+    BpfmanError,
+    InvalidArgument,
+    KernelFeatureMissing,
+)
+from bpfman.kernel import pins
+from bpfman.kernel._sys import libbpf, libc
+from bpfman.kernel._sys.errors import SysError, kernel_errors
+from bpfman.kernel._sys.structs import (
+    BPF_PERF_EVENT,
+    PERF_ATTR_SIZE_VER7,
+    PERF_TYPE_TRACEPOINT,
+    PerfEventAttr,
+)
+from bpfman.kernel.links import pin_new_link, require_program_type
+from bpfman.kernel.system import ensure_tracefs
+
+KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
+# tracefs system/event names: letters, digits, '_', and '-'/'.' inside
+# (e.g. "xhci-hcd"); never '/', never "." or "..".
+_EVENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# kernel symbols, including compiler clones such as "foo.isra.0".
+_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def attach_tracepoint(program_pin: Path, category: str, name: str, link_pin: Path) -> int:
+    """Attach the (tracepoint-type) program pinned at `program_pin` to the
+    tracepoint `category`/`name` and pin the link at `link_pin`.
+
+    :return: the kernel link id.
+    :raises InvalidArgument: malformed category or name, or not a
+        tracepoint program.
+    :raises AttachTargetNotFound: no such tracepoint in tracefs.
+    """
+    for field, value in (("category", category), ("name", name)):
+        if not _EVENT_NAME.match(value):
+            raise InvalidArgument(f"invalid tracepoint {field} {value!r}", field=field)
+    target = f"{category}/{name}"
+    id_file = ensure_tracefs() / "events" / category / name / "id"
+    try:
+        tracepoint_id = int(id_file.read_text().strip())
+    except FileNotFoundError:
+        raise AttachTargetNotFound(f"no tracepoint {target}", tracepoint=target) from None
+    attr = _attr(PERF_TYPE_TRACEPOINT, config=tracepoint_id)
+    return _attach(Path(program_pin), attr, Path(link_pin), ("tracepoint",), f"tracepoint {target}")
+
+
+def attach_kprobe(
+    program_pin: Path, fn_name: str, offset: int, retprobe: bool, link_pin: Path
+) -> int:
+    """Attach the (kprobe-type) program pinned at `program_pin` to kernel
+    function `fn_name` (+`offset`), or to its return if `retprobe`.
+
+    :return: the kernel link id.
+    :raises KernelFeatureMissing: no kprobe PMU (kernel without kprobes).
+    :raises AttachTargetNotFound: the function does not exist or cannot be probed.
+    """
+    if not _SYMBOL.match(fn_name):
+        raise InvalidArgument(f"invalid kernel function name {fn_name!r}", field="fn_name")
+    if offset < 0:
+        raise InvalidArgument("offset must not be negative", field="offset")
+    if retprobe and offset:
+        raise InvalidArgument("a retprobe cannot have an offset", field="offset")
+    pmu_type = _pmu_type(KPROBE_PMU)
+    config = 1 << _retprobe_bit(KPROBE_PMU) if retprobe else 0
+    func = ctypes.create_string_buffer(fn_name.encode())  # alive until the syscall returns
+    attr = _attr(pmu_type, config=config, config1=ctypes.addressof(func), config2=offset)
+    kind = "kretprobe" if retprobe else "kprobe"
+
+    def missing(_exc: SysError) -> BpfmanError:
+        return AttachTargetNotFound(f"no kernel function {fn_name} to {kind}", function=fn_name)
+
+    def einval(exc: SysError) -> BpfmanError:
+        # EINVAL covers both "no such symbol" and "not probeable here".
+        if not _kernel_symbol_exists(fn_name):
+            return missing(exc)
+        return InvalidArgument(
+            f"cannot {kind} {fn_name}+{offset} (not probeable, or offset not on an instruction)",
+            field="fn_name",
+        )
+
+    return _attach(
+        Path(program_pin), attr, Path(link_pin), ("kprobe",), f"{kind} {fn_name}",
+        {errno.ENOENT: missing, errno.EINVAL: einval},
+    )
+
+
+def _attr(type_: int, *, config: int, config1: int = 0, config2: int = 0) -> PerfEventAttr:
+    return PerfEventAttr(
+        type=type_,
+        size=PERF_ATTR_SIZE_VER7,
+        config=config,
+        config1=config1,
+        config2=config2,
+        sample_period=1,
+        wakeup_events=1,
+    )
+
+
+def _attach(
+    program_pin: Path,
+    attr: PerfEventAttr,
+    link_pin: Path,
+    allowed: tuple[str, ...],
+    target: str,
+    open_errors: Mapping[int, Callable[[SysError], BpfmanError]] | None = None,
+) -> int:
+    with ExitStack() as fds:
+        prog_fd = fds.enter_context(pins.open_pinned(program_pin, "prog"))
+        require_program_type(prog_fd, allowed, target)
+        # pid -1, cpu 0: a BPF program on a tracing perf event runs for every
+        # task on every CPU; the event only has to exist once.
+        with kernel_errors("perf_event_open", open_errors, target=target):
+            perf_fd = libc.perf_event_open(attr, pid=-1, cpu=0)
+        fds.callback(os.close, perf_fd)
+        with kernel_errors("bpf_link_create", target=target):
+            link_fd = libbpf.bpf_link_create(prog_fd, perf_fd, BPF_PERF_EVENT, None)
+        fds.callback(os.close, link_fd)
+        return pin_new_link(link_fd, link_pin)
+    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+
+
+def _pmu_type(pmu: Path) -> int:
+    try:
+        return int((pmu / "type").read_text().strip())
+    except FileNotFoundError:
+        raise KernelFeatureMissing(
+            "kprobes",
+            f"no kprobe PMU at {pmu} (kernel built without CONFIG_KPROBES)",
+            min_version="4.17",
+        ) from None
+
+
+def _retprobe_bit(pmu: Path) -> int:
+    # The format file reads "config:<bit>".
+    text = (pmu / "format" / "retprobe").read_text().strip()
+    return int(text.partition(":")[2])
+
+
+def _kernel_symbol_exists(name: str) -> bool:
+    needle = f" {name}"
+    try:
+        with open("/proc/kallsyms") as fh:
+            for line in fh:
+                # "<addr> <type> <name>[\t[module]]"
+                symbol = line.rstrip("\n").split("\t", 1)[0]
+                if symbol.endswith(needle) and symbol.count(" ") == 2:
+                    return True
+    except OSError:
+        return True  # cannot tell: report the kernel's error instead
+    return False
