@@ -147,6 +147,25 @@ def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) ->
     """
 
 
+@hookspec(firstresult=True)
+def bpfman_update_link(ctx: HookContext, program: ProgramRecord, link: LinkRecord, params: Any) -> (
+    LinkRecord | None
+):
+    """Change an attached link in place (``link.update``) for a type without a dispatcher.
+
+    Called inside the transaction that updates the record, with ``params``
+    the merged, validated new attach parameters. For multi-prog types the core
+    instead stores the new params and calls `bpfman_build_dispatcher`, so
+    they need not implement this hook. Register inverses on ``ctx.undo``.
+
+    :return: ``link`` evolved with the new params and kernel ids, or None when
+        the type cannot update links in place (the core then answers Conflict).
+        Stops at the first non-None result.
+
+    .. versionadded:: 0.1
+    """
+
+
 # ---------------------------------------------------------------------------
 # Multi-prog dispatch (ownership hooks of multi-prog types)
 # ---------------------------------------------------------------------------

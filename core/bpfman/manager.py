@@ -32,6 +32,7 @@ from bpfman.config import Config
 from bpfman.context import HookContext
 from bpfman.errors import (
     BpfmanError,
+    Conflict,
     InvalidArgument,
     InvalidParams,
     KernelFeatureMissing,
@@ -43,6 +44,7 @@ from bpfman.plugins import KindOwner, PluginRegistry, hooks_of
 from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
 from bpfman.replies import (
     DaemonInfo,
+    DispatcherReply,
     KernelProgramInfo,
     LinkReply,
     LoadReply,
@@ -55,6 +57,7 @@ from bpfman.requests import (
     AttachRequest,
     LinkIdRequest,
     LinkListRequest,
+    LinkUpdateRequest,
     ListRequest,
     LoadRequest,
     NoParams,
@@ -227,7 +230,10 @@ class Manager:
 
         options = self.kernel.LoadOptions(
             path=Path(req.path),
-            programs=tuple(self.kernel.ProgramLoad(name=n) for n in names),
+            programs=tuple(
+                self.kernel.ProgramLoad(name=sel.name, attach_func=sel.attach_func)
+                for sel in req.programs
+            ),
             global_data=dict(req.global_data),
             bpffs=self.bpffs,
             reuse_maps_dir=reuse_dir,
@@ -351,7 +357,7 @@ class Manager:
         links = self.store.list_links(attach_point=attach_point)
         ordered = self._call(kind, "bpfman_order_links", attach_point=attach_point, links=links)
         if ordered is None:
-            ordered = sorted(links, key=lambda link: (link.params.get("priority", 0), link.seq))
+            ordered = default_order(links)
         record = self._call(kind, "bpfman_build_dispatcher", ctx=ctx, attach_point=attach_point,
                             ordered=ordered)
         if record is None or not ordered:
@@ -374,6 +380,62 @@ class Manager:
                     self.kernel.remove_pin(link.pin_path)
             undo.pop_all()
         self._notify("bpfman_link_detached", program=program, link=link)
+
+    def update_link(self, caller: Caller, req: LinkUpdateRequest) -> LinkReply:
+        """Change a link's attach params in place (re-prioritize, re-position).
+
+        Multi-prog types get their dispatcher rebuilt with the new order in one
+        atomic swap; other types must implement `bpfman_update_link`.
+        Raises: LinkNotFound, InvalidParams, Conflict (type cannot update).
+        Kernel state on error: the previous chain keeps running unchanged.
+        """
+        link = self.store.get_link(req.link_id)
+        if link is None:
+            raise LinkNotFound(req.link_id)
+        program = self._program(link.program_id)
+        owner = self._owner(link.type, "link_id")
+        params = self.structure_params(owner, {**link.params, **req.params})
+        with ExitStack() as undo:
+            ctx = self._ctx(owner, undo)
+            self._call(link.type, "bpfman_validate_attach", ctx=ctx, program=program,
+                       params=params)
+            point = self._call(link.type, "bpfman_attach_point", program=program, params=params)
+            if point is not None and point.lock_key() != link.attach_point:
+                raise Conflict("link.update cannot move a link to another attach point;"
+                               " detach and attach instead", link_id=link.link_id)
+            updated = attrs.evolve(
+                link, params=convert.unstructure(params),
+                metadata=link.metadata if req.metadata is None else dict(req.metadata),
+            )
+            with self.store.transaction():
+                if owner.spec.multiprog:
+                    self.store.update_link(updated)
+                    self._rebuild(ctx, link.type, link.attach_point)
+                else:
+                    result = self._call(link.type, "bpfman_update_link", ctx=ctx,
+                                        program=program, link=updated, params=params)
+                    if result is None:
+                        raise Conflict(f"links of type {link.type} cannot be updated in place",
+                                       link_id=link.link_id)
+                    updated = result
+                    self.store.update_link(updated)
+            undo.pop_all()
+        return self._link_reply(updated)
+
+    def list_dispatchers(self, caller: Caller, req: NoParams) -> list[DispatcherReply]:
+        out = []
+        for d in self.store.list_dispatchers():
+            links = self.store.list_links(attach_point=d.attach_point)
+            ordered = self._call(d.type, "bpfman_order_links", attach_point=d.attach_point,
+                                 links=links) if d.type in self.registry.kinds else None
+            if ordered is None:
+                ordered = default_order(links)
+            out.append(DispatcherReply(
+                attach_point=d.attach_point, type=d.type, mode=d.mode,
+                program_id=d.program_id, revision=d.revision, pin_dir=d.pin_dir,
+                links=[ln.link_id for ln in ordered],
+            ))
+        return out
 
     def detach(self, caller: Caller, req: LinkIdRequest) -> OkReply:
         link = self.store.get_link(req.link_id)
@@ -524,6 +586,11 @@ class Manager:
                 self.kernel.remove_pin_dir(entry)
                 drifts.append(Drift(str(entry), "pinned maps without a program", "pins removed"))
         return drifts
+
+
+def default_order(links: list[LinkRecord]) -> list[LinkRecord]:
+    """Priority ascending; ties keep attach order (the monotonic ``seq``)."""
+    return sorted(links, key=lambda link: (link.params.get("priority", 0), link.seq))
 
 
 def _unmanaged_reply(info: KernelProgramInfo) -> ProgramReply:

@@ -29,6 +29,7 @@ OWNERSHIP_HOOKS = (
     "bpfman_attach_point",
     "bpfman_attach",
     "bpfman_detach",
+    "bpfman_update_link",
     "bpfman_order_links",
     "bpfman_build_dispatcher",
     "bpfman_describe_link",

@@ -96,3 +96,16 @@ class DaemonInfo:
     plugins: list[str]
     plugin_failures: list[PluginFailure]
     types: list[str]
+
+
+@attrs.frozen
+class DispatcherReply:
+    """What runs at one shared attach point, in order."""
+
+    attach_point: str
+    type: str
+    mode: str
+    program_id: int | None
+    revision: int
+    pin_dir: str | None
+    links: list[int]

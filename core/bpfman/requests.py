@@ -22,6 +22,9 @@ class ProgramSelector:
 
     name: str = doc("function name of the program in the ELF object")
     type: str = doc("program type as registered by a plugin, e.g. tracepoint, xdp, tc")
+    attach_func: str | None = doc(
+        "kernel function a fentry/fexit program attaches to (fixed at load time)", default=None
+    )
 
 
 @attrs.frozen
@@ -65,6 +68,16 @@ class AttachRequest:
 @attrs.frozen
 class LinkIdRequest:
     link_id: int = doc("link id assigned by the daemon")
+
+
+@attrs.frozen
+class LinkUpdateRequest:
+    link_id: int = doc("link id assigned by the daemon")
+    params: dict[str, Any] = doc(
+        "attach parameters to change (merged over the current ones), e.g. priority",
+        factory=dict,
+    )
+    metadata: dict[str, str] | None = doc("replace the link's metadata", default=None)
 
 
 @attrs.frozen
