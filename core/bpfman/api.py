@@ -15,11 +15,17 @@ import attrs
 
 @attrs.frozen
 class Caller:
-    """Who is calling: the peer credentials of the connection (SO_PEERCRED)."""
+    """Who is calling: the peer credentials of the connection (SO_PEERCRED).
+
+    ``groups`` are the peer's supplementary groups; ``own_only`` is set by the
+    authorization policy when the caller may change only what it created.
+    """
 
     uid: int
     gid: int
     pid: int
+    groups: tuple[int, ...] = ()
+    own_only: bool = False
 
 
 Handler = Callable[[Caller, Any], Awaitable[Any]]

@@ -16,6 +16,10 @@ falls back silently. Command-line options override the file.
     disabled = []                    # entry-point names not to load
 
     [plugins.config.NAME]            # free-form table handed to plugin NAME
+
+    [[authorization.rules]]          # see bpfman.authz; root may do everything
+    groups = ["bpfman-admin"]
+    methods = ["*"]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import attrs
 
+from bpfman.authz import AuthorizationConfig
 from bpfman.convert import converter, describe_errors
 
 DEFAULT_CONFIG_PATH = Path("/etc/bpfman/bpfman.toml")
@@ -75,6 +80,7 @@ class PluginsConfig:
 class Config:
     daemon: DaemonConfig = attrs.field(factory=DaemonConfig)
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
+    authorization: AuthorizationConfig = attrs.field(factory=AuthorizationConfig)
 
     @property
     def db_path(self) -> Path:

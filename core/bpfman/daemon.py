@@ -26,6 +26,7 @@ import trio
 import bpfman
 from bpfman import kernel, openrpc
 from bpfman.api import Caller, Method, build_method_table
+from bpfman.authz import Policy
 from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from bpfman.manager import Manager
 from bpfman.plugins import build_plugin_manager
@@ -89,7 +90,8 @@ def method_table(manager: Manager, lane: trio.CapacityLimiter) -> dict[str, Meth
     table["rpc.discover"] = Method(
         "rpc.discover", NoParams, dict, discover, "This API as an OpenRPC document"
     )
-    return table
+    policy = Policy(manager.config.authorization)
+    return {name: policy.guard(method) for name, method in table.items()}
 
 
 async def run(

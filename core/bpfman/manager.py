@@ -37,6 +37,7 @@ from bpfman.errors import (
     InvalidParams,
     KernelFeatureMissing,
     LinkNotFound,
+    PermissionDenied,
     PluginFailed,
     ProgramNotFound,
 )
@@ -127,6 +128,13 @@ class Manager:
             getattr(self.registry.pm.hook, hook)(**kwargs)
         except Exception:  # observers cannot undo a committed change
             log.exception("observer hook %s failed", hook)
+
+    @staticmethod
+    def _check_owner(caller: Caller, owner_uid: int | None, what: str) -> None:
+        """Callers limited to their own objects (policy scope "own")."""
+        if caller.own_only and owner_uid != caller.uid:
+            raise PermissionDenied(f"{what} belongs to uid {owner_uid}, not to uid {caller.uid}",
+                                   owner_uid=owner_uid)
 
     def _program(self, program_id: int) -> ProgramRecord:
         record = self.store.get_program(program_id)
@@ -279,6 +287,7 @@ class Manager:
         The object's maps are removed with the last program using them.
         """
         program = self._program(req.program_id)
+        self._check_owner(caller, program.loaded_by_uid, f"program {program.program_id}")
         links = self.store.list_links(program_id=program.program_id)
         for link in links:
             self._detach_link(program, link)
@@ -313,6 +322,7 @@ class Manager:
         Kernel state on error: nothing attached, no pins left.
         """
         program = self._program(req.program_id)
+        self._check_owner(caller, program.loaded_by_uid, f"program {program.program_id}")
         owner = self._owner(program.type, "program_id")
         self._require_features(owner)
         params = self.structure_params(owner, req.params)
@@ -392,6 +402,7 @@ class Manager:
         link = self.store.get_link(req.link_id)
         if link is None:
             raise LinkNotFound(req.link_id)
+        self._check_owner(caller, link.owner_uid, f"link {link.link_id}")
         program = self._program(link.program_id)
         owner = self._owner(link.type, "link_id")
         params = self.structure_params(owner, {**link.params, **req.params})
@@ -441,6 +452,7 @@ class Manager:
         link = self.store.get_link(req.link_id)
         if link is None:
             raise LinkNotFound(req.link_id)
+        self._check_owner(caller, link.owner_uid, f"link {link.link_id}")
         self._detach_link(self._program(link.program_id), link)
         return OkReply()
 

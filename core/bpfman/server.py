@@ -150,7 +150,19 @@ def peer_caller(sock: trio.socket.SocketType) -> Caller:
     """The peer credentials of a connected Unix socket."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     pid, uid, gid = _UCRED.unpack(raw)
-    return Caller(uid=uid, gid=gid, pid=pid)
+    return Caller(uid=uid, gid=gid, pid=pid, groups=_supplementary_groups(pid))
+
+
+def _supplementary_groups(pid: int) -> tuple[int, ...]:
+    """The peer's groups as the kernel has them now (SO_PEERCRED has none)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Groups:"):
+                    return tuple(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return ()
 
 
 async def serve_rpc(

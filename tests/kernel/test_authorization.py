@@ -1,0 +1,137 @@
+"""Per-method authorization from peer credentials, with a real unprivileged process.
+
+The clients here run as uid 65534 (nobody) in a subprocess, so SO_PEERCRED
+sees a real unprivileged peer; the daemon does the kernel work for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bpfman.testing import DaemonProcess, running_daemon
+
+NOBODY = 65534
+MUTATIONS = {
+    "program.load": {"path": "/nonexistent.o", "programs": [{"name": "x", "type": "tracepoint"}]},
+    "program.unload": {"program_id": 1},
+    "program.attach": {"program_id": 1, "params": {}},
+    "program.detach": {"link_id": 1},
+    "link.update": {"link_id": 1, "params": {}},
+}
+
+CLIENT = """
+import json, sys
+from bpfman.client import Client, RpcError
+method, params = sys.argv[1], json.loads(sys.argv[2])
+try:
+    print(json.dumps({"result": Client(sys.argv[3]).call(method, params)}))
+except RpcError as e:
+    print(json.dumps({"code": e.code, "message": e.message, "data": e.data}))
+"""
+
+
+def as_nobody(d: DaemonProcess, method: str, params: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", CLIENT, method, json.dumps(params or {}), str(d.socket)],
+        user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
+        timeout=60, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def daemon_with(rules: str) -> Iterator[DaemonProcess]:
+    with running_daemon(f'[daemon]\nsocket_mode = "0666"\n\n{rules}') as d:
+        os.chmod(d.root, 0o755)  # let the unprivileged client reach the socket
+        yield d
+
+
+@pytest.fixture
+def default_policy() -> Iterator[DaemonProcess]:
+    yield from daemon_with("")
+
+
+@pytest.fixture
+def read_only() -> Iterator[DaemonProcess]:
+    yield from daemon_with(
+        '[[authorization.rules]]\nuids = [65534]\n'
+        'methods = ["program.list", "program.get", "link.list", "link.get", "daemon.info"]\n'
+    )
+
+
+@pytest.fixture
+def own_scope() -> Iterator[DaemonProcess]:
+    yield from daemon_with(
+        '[[authorization.rules]]\nusers = ["nobody"]\nscope = "own"\n'
+        'methods = ["program.*", "link.*"]\n'
+    )
+
+
+def test_default_policy_denies_others_everything(default_policy: DaemonProcess) -> None:
+    for method in ["daemon.info", "program.list", *MUTATIONS]:
+        reply = as_nobody(default_policy, method, MUTATIONS.get(method))
+        assert reply["code"] == 1500, (method, reply)
+        assert reply["data"]["method"] == method
+    assert f"denied program.load to uid={NOBODY}" in default_policy.log_text()
+    # Root is unaffected.
+    assert default_policy.client().call("program.list") == []
+
+
+def test_read_only_grant(read_only: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
+    obj = bpf_program("tp_counter")
+    [prog] = read_only.client().call("program.load", {
+        "path": str(obj), "programs": [{"name": "count_getpid", "type": "tracepoint"}],
+    })["programs"]
+    listed = as_nobody(read_only, "program.list")["result"]
+    assert [p["program_id"] for p in listed] == [prog["program_id"]]
+    assert as_nobody(read_only, "program.get", {"program_id": prog["program_id"]})["result"]
+    for method, params in MUTATIONS.items():
+        assert as_nobody(read_only, method, params)["code"] == 1500, method
+    denied = as_nobody(read_only, "program.unload", {"program_id": prog["program_id"]})
+    assert denied["code"] == 1500
+    assert read_only.client().call("program.get", {"program_id": prog["program_id"]})
+    assert as_nobody(read_only, "plugin.list")["code"] == 1500
+
+
+def test_own_scope_lets_an_app_manage_only_its_programs(
+    own_scope: DaemonProcess, bpf_program: Callable[..., Path]
+) -> None:
+    obj = bpf_program("tp_counter")
+    selector = [{"name": "count_getpid", "type": "tracepoint"}]
+    [roots] = own_scope.client().call("program.load", {"path": str(obj), "programs": selector,
+                                                        })["programs"]
+    # The unprivileged app loads and attaches through the daemon.
+    reply = as_nobody(own_scope, "program.load", {
+        "path": str(obj), "programs": selector,
+        "global_data": {"target_pid": struct.pack("<I", 1).hex()},
+    })
+    [mine] = reply["result"]["programs"]
+    assert mine["loaded_by_uid"] == NOBODY
+    link = as_nobody(own_scope, "program.attach", {
+        "program_id": mine["program_id"], "params": {"tracepoint": "syscalls/sys_enter_getpid"},
+    })["result"]
+    # Someone else's program and link are off limits.
+    for method, params in [("program.unload", {"program_id": roots["program_id"]}),
+                           ("program.attach", {"program_id": roots["program_id"],
+                                               "params": {"tracepoint": "sched/sched_switch"}})]:
+        denied = as_nobody(own_scope, method, params)
+        assert denied["code"] == 1500 and denied["data"]["owner_uid"] == 0, method
+    root_link = own_scope.client().call("program.attach", {
+        "program_id": roots["program_id"], "params": {"tracepoint": "syscalls/sys_enter_getpid"},
+    })
+    assert as_nobody(own_scope, "program.detach", {"link_id": root_link["link_id"]})["code"] == (
+        1500
+    )
+    # Its own are not.
+    assert as_nobody(own_scope, "program.detach", {"link_id": link["link_id"]})["result"]
+    assert as_nobody(own_scope, "program.unload", {"program_id": mine["program_id"]})["result"]
+    assert as_nobody(own_scope, "daemon.info")["code"] == 1500
