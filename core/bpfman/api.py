@@ -52,6 +52,7 @@ def build_method_table(
     `run_in_lane(fn, *args)` runs a blocking function in the daemon's single
     kernel worker thread (see `bpfman.daemon`).
     """
+    from bpfman import mapaccess as mp
     from bpfman import replies as r
     from bpfman import requests as q
 
@@ -82,6 +83,16 @@ def build_method_table(
                "Change a link's attach params in place (e.g. priority)", mutates=True),
         Method("dispatcher.list", q.NoParams, list[r.DispatcherReply],
                bind(m.list_dispatchers), "Shared attach points and their chains, in order"),
+        Method("map.list", mp.MapListRequest, list[mp.MapReply], bind(m.maps.list),
+               "Maps of a program"),
+        Method("map.get", mp.MapKeyRequest, mp.MapValueReply, bind(m.maps.get),
+               "One map value (null when the key is absent)"),
+        Method("map.dump", mp.MapDumpRequest, mp.MapDumpReply, bind(m.maps.dump),
+               "Map entries, a page at a time"),
+        Method("map.update", mp.MapUpdateRequest, mp.MapValueReply, bind(m.maps.update),
+               "Create or replace one map entry", mutates=True),
+        Method("map.delete", mp.MapKeyRequest, mp.MapValueReply, bind(m.maps.delete),
+               "Delete one map entry", mutates=True),
         Method("plugin.list", q.NoParams, list[r.PluginReply], bind(m.list_plugins),
                "Loaded plugins, their types and hooks"),
         Method("daemon.info", q.NoParams, r.DaemonInfo, bind(m.info),

@@ -41,6 +41,7 @@ from bpfman.errors import (
     PluginFailed,
     ProgramNotFound,
 )
+from bpfman.mapaccess import MapAccess
 from bpfman.plugins import KindOwner, PluginRegistry, hooks_of
 from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
 from bpfman.replies import (
@@ -84,6 +85,7 @@ class Manager:
         self.kernel = kernel
         self.features = features
         self.bpffs = Bpffs(config.daemon.bpffs)
+        self.maps = MapAccess(store, kernel)
 
     # -- helpers --------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from bpfman.kernel.info import (
     iter_programs,
     link_info,
     map_info,
+    map_info_of_pin,
     program_info,
     wait_program_gone,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "load_object",
     "map_delete",
     "map_info",
+    "map_info_of_pin",
     "map_keys",
     "map_lookup",
     "map_pin_name",

@@ -267,3 +267,9 @@ def wait_program_gone(program_id: int, timeout: float = 1.0) -> bool:
             return True
         time.sleep(0.002)
     return False
+
+
+def map_info_of_pin(path: Path | str) -> KernelMapInfo:
+    """:raises StateDrift: the pin is missing. :raises InvalidArgument: not a map."""
+    with pins.open_pinned(path, "map") as fd:
+        return map_info_of_fd(fd)

@@ -1,0 +1,84 @@
+"""Map access through the API, as an unprivileged application would use it."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bpfman.client import RpcError
+from bpfman.testing import DaemonProcess
+
+
+def test_map_get_dump_update_delete(daemon: DaemonProcess,
+                                    bpf_program: Callable[..., Path]) -> None:
+    client = daemon.client()
+    [prog] = client.call("program.load", {
+        "path": str(bpf_program("tp_counter")),
+        "programs": [{"name": "count_getpid", "type": "tracepoint"}],
+        "global_data": {"target_pid": struct.pack("<I", os.getpid()).hex()},
+    })["programs"]
+    pid = prog["program_id"]
+    maps = {m["name"]: m for m in client.call("map.list", {"program_id": pid})}
+    assert maps["counts"]["key_size"] == 4 and maps["counts"]["value_size"] == 8
+    assert maps["counts"]["map_id"] in prog["kernel"]["map_ids"]
+
+    client.call("program.attach", {"program_id": pid,
+                                   "params": {"tracepoint": "syscalls/sys_enter_getpid"}})
+    zero = struct.pack("<I", 0).hex()
+
+    def count() -> int:
+        reply = client.call("map.get", {"program_id": pid, "map": "counts", "key": zero})
+        return struct.unpack("<Q", bytes.fromhex(reply["value"]))[0]
+
+    before = count()
+    for _ in range(40):
+        os.getpid()
+    assert count() - before == 40
+
+    client.call("map.update", {"program_id": pid, "map": "counts", "key": zero,
+                               "value": struct.pack("<Q", 1000).hex()})
+    assert count() == 1000
+
+    dump = client.call("map.dump", {"program_id": pid, "map": "counts"})
+    assert [e["key"] for e in dump["entries"]] == [zero] and dump["next"] is None
+
+    with pytest.raises(RpcError) as err:
+        client.call("map.get", {"program_id": pid, "map": "counts", "key": "00"})
+    assert err.value.code == 1000 and err.value.data["field"] == "key"
+    with pytest.raises(RpcError) as err:
+        client.call("map.get", {"program_id": pid, "map": "nope", "key": zero})
+    assert err.value.code == 1100 and "counts" in err.value.message
+
+
+def test_map_dump_pages(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
+    client = daemon.client()
+    [prog] = client.call("program.load", {
+        "path": str(bpf_program("map_kinds")),
+        "programs": [{"name": "noop", "type": "tracepoint"}],
+    })["programs"]
+    maps = {m["name"]: m for m in client.call("map.list", {"program_id": prog["program_id"]})}
+    name, key_size, value_size = "by_key", maps["by_key"]["key_size"], maps["by_key"]["value_size"]
+    for i in range(10):
+        client.call("map.update", {"program_id": prog["program_id"], "map": name,
+                                   "key": i.to_bytes(key_size, "little").hex(),
+                                   "value": (i * 3).to_bytes(value_size, "little").hex()})
+    seen: dict[int, int] = {}
+    after = None
+    while True:
+        page = client.call("map.dump", {"program_id": prog["program_id"], "map": name,
+                                        "limit": 3, "after": after})
+        assert len(page["entries"]) <= 3
+        for e in page["entries"]:
+            seen[int.from_bytes(bytes.fromhex(e["key"]), "little")] = int.from_bytes(
+                bytes.fromhex(e["value"]), "little")
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert seen == {i: i * 3 for i in range(10)}
+    deleted = client.call("map.delete", {"program_id": prog["program_id"], "map": name,
+                                         "key": (4).to_bytes(key_size, "little").hex()})
+    assert int.from_bytes(bytes.fromhex(deleted["value"]), "little") == 12
