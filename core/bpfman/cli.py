@@ -136,6 +136,32 @@ def build_parser() -> argparse.ArgumentParser:
     ll = link_sub.add_parser("list", parents=[common], help="list links")
     ll.add_argument("--program-id", type=int)
     ll.add_argument("--type")
+    lu = link_sub.add_parser(
+        "update", parents=[common], help="change a link in place, e.g. --priority 60",
+        epilog="Every --key value pair is merged over the link's params.",
+    )
+    lu.add_argument("link_id", type=int, metavar="LINK_ID")
+    lu.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    command("dispatchers", "shared attach points and the order their programs run in")
+
+    maps = command("map", "read and write the maps of a managed program")
+    map_sub = maps.add_subparsers(dest="map_command", required=True, metavar="ACTION")
+    ml = map_sub.add_parser("list", parents=[common], help="maps of a program")
+    ml.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    for action, what in [("get", "one value"), ("delete", "delete one key")]:
+        mk = map_sub.add_parser(action, parents=[common], help=what)
+        mk.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+        mk.add_argument("map", metavar="MAP")
+        mk.add_argument("key", metavar="KEY_HEX")
+    mu = map_sub.add_parser("update", parents=[common], help="set one value")
+    mu.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    mu.add_argument("map", metavar="MAP")
+    mu.add_argument("key", metavar="KEY_HEX")
+    mu.add_argument("value", metavar="VALUE_HEX")
+    md = map_sub.add_parser("dump", parents=[common], help="entries (up to 4096; use the API's paging for more)")
+    md.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    md.add_argument("map", metavar="MAP")
 
     command("plugins", "list the loaded plugins and their program types")
     command("info", "show the daemon's version, paths and kernel features")
@@ -269,8 +295,29 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "program.list", params
     if cmd == "link" and args.link_command == "get":
         return "link.get", {"link_id": args.link_id}
+    if cmd == "link" and args.link_command == "update":
+        update, metadata, globals_ = split_attach_options(args.options)
+        for key, value in globals_.items():
+            setattr(args, key, value)
+        params = {"link_id": args.link_id, "params": update}
+        if metadata:
+            params["metadata"] = metadata
+        return "link.update", params
     if cmd == "link":
         return "link.list", _drop_none(program_id=args.program_id, type=args.type)
+    if cmd == "dispatchers":
+        return "dispatcher.list", {}
+    if cmd == "map":
+        params = {"program_id": args.program_id}
+        if args.map_command != "list":
+            params["map"] = args.map
+        if args.map_command in ("get", "delete", "update"):
+            params["key"] = args.key
+        if args.map_command == "update":
+            params["value"] = args.value
+        if args.map_command == "dump":
+            params["limit"] = 4096
+        return f"map.{args.map_command}", params
     if cmd == "plugins":
         return "plugin.list", {}
     if cmd == "info":
@@ -359,6 +406,20 @@ _RENDERERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "link.list": lambda r, _p: _link_rows(r),
     "link.get": lambda r, _p: format_fields(r),
     "plugin.list": lambda r, _p: _plugin_rows(r),
+    "link.update": lambda r, _p: format_fields(r),
+    "dispatcher.list": lambda r, _p: format_table(
+        ["ATTACH POINT", "TYPE", "MODE", "DISPATCHER", "REVISION", "LINKS (in order)"],
+        [[d["attach_point"], d["type"], d["mode"], d["program_id"], d["revision"], d["links"]]
+         for d in r]),
+    "map.list": lambda r, _p: format_table(
+        ["NAME", "ID", "TYPE", "KEY", "VALUE", "MAX"],
+        [[m["name"], m["map_id"], m["type"], m["key_size"], m["value_size"], m["max_entries"]]
+         for m in r]),
+    "map.get": lambda r, _p: "(no such key)" if r["value"] is None else r["value"],
+    "map.update": lambda r, _p: f"{r['key']} = {r['value']}",
+    "map.delete": lambda r, _p: f"deleted {r['key']} (was {r['value']})",
+    "map.dump": lambda r, _p: format_table(
+        ["KEY", "VALUE"], [[e["key"], e["value"]] for e in r["entries"]]),
     "daemon.info": lambda r, _p: format_fields(r),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from collections.abc import Callable
@@ -82,3 +83,16 @@ def test_map_dump_pages(daemon: DaemonProcess, bpf_program: Callable[..., Path])
     deleted = client.call("map.delete", {"program_id": prog["program_id"], "map": name,
                                          "key": (4).to_bytes(key_size, "little").hex()})
     assert int.from_bytes(bytes.fromhex(deleted["value"]), "little") == 12
+
+
+def test_map_cli(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
+    out = daemon.cli("-o", "json", "load", "file", "--path", str(bpf_program("map_kinds")),
+                     "--programs", "tracepoint:noop")
+    pid = str(json.loads(out.stdout)["programs"][0]["program_id"])
+    assert "by_key" in daemon.cli("map", "list", pid).stdout
+    key, value = (7).to_bytes(4, "little").hex(), (99).to_bytes(8, "little").hex()
+    daemon.cli("map", "update", pid, "by_key", key, value)
+    assert daemon.cli("map", "get", pid, "by_key", key).stdout.strip() == value
+    assert key in daemon.cli("map", "dump", pid, "by_key").stdout
+    daemon.cli("map", "delete", pid, "by_key", key)
+    assert "no such key" in daemon.cli("map", "get", pid, "by_key", key).stdout
