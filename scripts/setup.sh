@@ -61,9 +61,12 @@ install_daemon() {
     install -d -m 0755 /etc/bpfman
     [ -e /etc/bpfman/bpfman.toml ] || install -m 0644 "$ROOT/docs/bpfman.toml.example" /etc/bpfman/bpfman.toml
     if [ -d /run/systemd/system ]; then
-        install -m 0644 "$ROOT/packaging/bpfman.service" /etc/systemd/system/bpfman.service
+        install -m 0644 "$ROOT/packaging/bpfman.service" "$ROOT/packaging/bpfman.socket" \
+            /etc/systemd/system/
+        install -m 0644 "$ROOT/packaging/bpfman-tmpfiles.conf" /usr/lib/tmpfiles.d/bpfman.conf
+        systemd-tmpfiles --create bpfman.conf
         systemctl daemon-reload
-        systemctl enable --now bpfman.service
+        systemctl enable --now bpfman.socket bpfman.service
     elif ! bpfman info >/dev/null 2>&1; then
         # No systemd (containers, minimal VMs): run it in the background.
         log "starting bpfman daemon in the background (log: /var/log/bpfman.log)"

@@ -109,6 +109,7 @@ async def run(
         lane = trio.CapacityLimiter(1)
         methods = method_table(manager, lane)
         listeners = listeners_from_systemd()
+        where = "an inherited socket (socket activation)" if listeners else str(d.socket)
         if listeners is None:
             listeners = [
                 open_unix_listener(d.socket, mode=d.socket_mode_bits, group=d.socket_group)
@@ -120,7 +121,7 @@ async def run(
             await nursery.start(
                 functools.partial(serve_rpc, listeners, methods, max_line=d.max_request_bytes)
             )
-            log.info("serving on %s (bpffs %s, state %s)", d.socket, d.bpffs, d.state_dir)
+            log.info("serving on %s (bpffs %s, state %s)", where, d.bpffs, d.state_dir)
             _notify_systemd("READY=1")
             task_status.started()
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
