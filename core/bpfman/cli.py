@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     lu.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     command("dispatchers", "shared attach points and the order their programs run in")
+    events = command("events", "print changes as they happen (loaded, attached, ...) until ^C")
+    events.add_argument("--kind", action="append", default=[], help="only this kind (repeat)")
 
     maps = command("map", "read and write the maps of a managed program")
     map_sub = maps.add_subparsers(dest="map_command", required=True, metavar="ACTION")
@@ -159,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("map", metavar="MAP")
     mu.add_argument("key", metavar="KEY_HEX")
     mu.add_argument("value", metavar="VALUE_HEX")
-    md = map_sub.add_parser("dump", parents=[common], help="entries (up to 4096; use the API's paging for more)")
+    md = map_sub.add_parser(
+        "dump", parents=[common], help="entries (up to 4096; the API pages for more)"
+    )
     md.add_argument("program_id", type=int, metavar="PROGRAM_ID")
     md.add_argument("map", metavar="MAP")
 
@@ -305,6 +309,8 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "link.update", params
     if cmd == "link":
         return "link.list", _drop_none(program_id=args.program_id, type=args.type)
+    if cmd == "events":
+        return "events.subscribe", {"kinds": args.kind}
     if cmd == "dispatchers":
         return "dispatcher.list", {}
     if cmd == "map":
@@ -504,6 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = "json" if args.command == "call" else getattr(args, "output", "table")
     try:
         with Client(socket_path) as client:
+            if method == "events.subscribe":
+                return _print_events(client, params["kinds"], output)
             if method == "program.attach":
                 _check_type(client, args.program_id, args.type)
             result = client.call(method, params)
@@ -525,6 +533,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if text:
         print(text)
     return 0
+
+
+def _print_events(client: Client, kinds: list[str], output: str) -> int:
+    try:
+        for event in client.events(kinds):
+            if output == "json":
+                print(json.dumps(event), flush=True)
+            else:
+                print(f"{event['time']}  {event['kind']:<9} program={event['program_id']}"
+                      f" link={event['link_id']} {event['type'] or ''} {event['detail']}",
+                      flush=True)
+    except KeyboardInterrupt:
+        return 0
+    print("error: the daemon closed the event stream", file=sys.stderr)
+    return 1
 
 
 def _check_type(client: Client, program_id: int, kind: str) -> None:

@@ -6,10 +6,12 @@ Both send one request at a time on one connection and return the decoded
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
 import socket
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -100,16 +102,41 @@ class Client:
             self._sock.close()
             raise DaemonUnreachable(self.socket_path, exc) from exc
         self._reader = self._sock.makefile("rb")
+        self._pending: collections.deque[dict[str, Any]] = collections.deque()
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         req_id = next(self._ids)
         self._sock.sendall(_request(method, params, req_id) + b"\n")
+        while True:
+            line = self._read_line()
+            if line is not None and _is_notification(line):
+                self._pending.append(json.loads(line)["params"])  # an event, kept for later
+                continue
+            return _result(line, req_id, self.socket_path)
+
+    def _read_line(self) -> bytes | None:
         line = self._reader.readline(MAX_REPLY + 1)
         if line and not line.endswith(b"\n"):
             if len(line) > MAX_REPLY:
                 raise RpcError(-32603, f"reply longer than {MAX_REPLY} bytes")
-            line = None  # EOF in the middle of a reply
-        return _result(line.rstrip(b"\n") if line else None, req_id, self.socket_path)
+            return None  # EOF in the middle of a reply
+        return line.rstrip(b"\n") if line else None
+
+    def events(self, kinds: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Subscribe to the event stream and yield each event until the daemon
+        closes the connection (``events.subscribe``)."""
+        self.call("events.subscribe", {"kinds": list(kinds)})
+        return self._event_stream()
+
+    def _event_stream(self) -> Iterator[dict[str, Any]]:
+        while True:
+            while self._pending:
+                yield self._pending.popleft()
+            line = self._read_line()
+            if line is None:
+                return
+            if _is_notification(line):
+                yield json.loads(line)["params"]
 
     def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a notification: executed by the daemon, never answered."""
@@ -126,6 +153,14 @@ class Client:
         self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _is_notification(line: bytes) -> bool:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and "method" in message and "id" not in message
 
 
 class AsyncClient:

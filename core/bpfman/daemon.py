@@ -28,6 +28,7 @@ from bpfman import kernel, openrpc
 from bpfman.api import Caller, Method, build_method_table
 from bpfman.authz import Policy
 from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from bpfman.events import EventBus, SubscribeReply, SubscribeRequest
 from bpfman.manager import Manager
 from bpfman.plugins import build_plugin_manager
 from bpfman.requests import NoParams
@@ -68,6 +69,7 @@ def build_daemon(config: Config, extra_plugins: dict[str, Any] | None = None) ->
     kernel.ensure_tracefs()
     features = kernel.probe_features()
     registry = build_plugin_manager(tuple(config.plugins.disabled), extra=extra_plugins)
+    registry.pm.register(EventBus(), name="core.events")
     store = Store(config.db_path)
     manager = Manager(config, store, registry, kernel, features)
     manager.bpffs.ensure_dirs()
@@ -89,6 +91,11 @@ def method_table(manager: Manager, lane: trio.CapacityLimiter) -> dict[str, Meth
 
     table["rpc.discover"] = Method(
         "rpc.discover", NoParams, dict, discover, "This API as an OpenRPC document"
+    )
+    bus = manager.registry.pm.get_plugin("core.events")
+    table["events.subscribe"] = Method(
+        "events.subscribe", SubscribeRequest, SubscribeReply, bus.subscribe,
+        "Keep the connection open and receive an `event` notification per change",
     )
     policy = Policy(manager.config.authorization)
     return {name: policy.guard(method) for name, method in table.items()}

@@ -262,3 +262,8 @@ def bpfman_link_attached(program: ProgramRecord, link: LinkRecord) -> None:
 @hookspec
 def bpfman_link_detached(program: ProgramRecord, link: LinkRecord) -> None:
     """A link was detached and its record removed. .. versionadded:: 0.1"""
+
+
+@hookspec
+def bpfman_link_updated(program: ProgramRecord, link: LinkRecord) -> None:
+    """A link was changed in place (``link.update``). .. versionadded:: 0.1"""

@@ -215,6 +215,11 @@ def _structure_params(raw: dict[str, Any] | list[Any], method: Method) -> Any:
         raise InvalidParams(convert.describe_errors(exc, "$.params")) from None
 
 
+def notification(method: str, params: Any) -> bytes:
+    """A server-to-client notification line (no id: no answer expected)."""
+    return _encode({"jsonrpc": "2.0", "method": method, "params": convert.unstructure(params)})
+
+
 def error_response(exc: BaseException, req_id: Any = None) -> bytes:
     """An encoded response carrying `exc`, for errors found outside `dispatch`
     (an over-long line is rejected before it is even parsed)."""

@@ -167,6 +167,7 @@ class Manager:
             created_at=p.created_at,
             links=links,
             kernel=self._kernel_info(p.program_id) if with_kernel else None,
+            attach_func=p.attach_func,
         )
 
     def _link_reply(self, link: LinkRecord) -> LinkReply:
@@ -275,6 +276,7 @@ class Manager:
                         metadata=dict(req.metadata),
                         loaded_by_uid=caller.uid,
                         created_at=now_iso(),
+                        attach_func=sel.attach_func or _section_target(by_name[sel.name]),
                     )
                     self.store.insert_program(record)
                     records.append(record)
@@ -433,6 +435,7 @@ class Manager:
                     updated = result
                     self.store.update_link(updated)
             undo.pop_all()
+        self._notify("bpfman_link_updated", program=program, link=updated)
         return self._link_reply(updated)
 
     def list_dispatchers(self, caller: Caller, req: NoParams) -> list[DispatcherReply]:
@@ -605,6 +608,14 @@ class Manager:
 def default_order(links: list[LinkRecord]) -> list[LinkRecord]:
     """Priority ascending; ties keep attach order (the monotonic ``seq``)."""
     return sorted(links, key=lambda link: (link.params.get("priority", 0), link.seq))
+
+
+def _section_target(spec: Any) -> str | None:
+    """The target function a tracing program's ELF section names
+    ("fexit/do_unlinkat"), for programs loaded without ``attach_func``."""
+    if spec.kernel_type not in ("tracing", "ext"):
+        return None
+    return spec.section.partition("/")[2] or None
 
 
 def _unmanaged_reply(info: KernelProgramInfo) -> ProgramReply:

@@ -17,7 +17,8 @@ import socket
 import stat
 import struct
 from collections.abc import Sequence
-from typing import NoReturn
+from contextvars import ContextVar
+from typing import Any, NoReturn
 
 import trio
 
@@ -190,6 +191,28 @@ async def serve_rpc(
     await trio.serve_listeners(handler, list(listeners), task_status=task_status)
 
 
+class Connection:
+    """One client connection, for handlers that talk back on their own
+    (event subscriptions). Handlers find it through `current_connection`."""
+
+    def __init__(self, stream: trio.SocketStream, caller: Caller, nursery: trio.Nursery) -> None:
+        self.stream = stream
+        self.caller = caller
+        self.nursery = nursery
+        self._send_lock = trio.Lock()
+
+    async def send(self, line: bytes) -> None:
+        # Responses and notifications interleave on one stream: whole lines only.
+        async with self._send_lock:
+            await send_line(self.stream, line)
+
+    async def notify(self, method: str, params: Any) -> None:
+        await self.send(jsonrpc.notification(method, params))
+
+
+current_connection: ContextVar[Connection] = ContextVar("current_connection")
+
+
 async def _serve_connection(
     stream: trio.SocketStream, *, methods: MethodTable, max_line: int
 ) -> None:
@@ -200,32 +223,42 @@ async def _serve_connection(
         # who is calling, so we do not serve it.
         log.warning("closing connection without peer credentials: %s", exc)
         return
-    reader = LineReader(stream, max_line)
     try:
-        while True:
-            try:
-                line = await reader.receive_line()
-            except LineTooLong as exc:
-                response: bytes | None = jsonrpc.error_response(
-                    jsonrpc.InvalidRequest(
-                        f"request longer than {exc.limit} bytes", {"limit": exc.limit}
-                    )
-                )
-            else:
-                if line is None:
-                    return
-                if not line.strip():
-                    continue  # blank lines are keep-alives from interactive users
-                response = await jsonrpc.dispatch(line, methods, caller)
-            if response is not None:
-                await send_line(stream, response)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        log.debug("client pid=%d went away: %s", caller.pid, exc)
-    except Exception:
+        async with trio.open_nursery() as nursery:
+            connection = Connection(stream, caller, nursery)
+            current_connection.set(connection)
+            await _answer_requests(connection, methods, max_line)
+            nursery.cancel_scope.cancel()  # the client is gone: stop its subscriptions
+    except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+        log.debug("client pid=%d went away: %s", caller.pid, group.exceptions[0])
+    except* Exception:
         log.exception("connection from pid=%d uid=%d failed", caller.pid, caller.uid)
 
 
+async def _answer_requests(connection: Connection, methods: MethodTable, max_line: int) -> None:
+    reader = LineReader(connection.stream, max_line)
+    while True:
+        try:
+            line = await reader.receive_line()
+        except LineTooLong as exc:
+            response: bytes | None = jsonrpc.error_response(
+                jsonrpc.InvalidRequest(
+                    f"request longer than {exc.limit} bytes", {"limit": exc.limit}
+                )
+            )
+        else:
+            if line is None:
+                return
+            if not line.strip():
+                continue  # blank lines are keep-alives from interactive users
+            response = await jsonrpc.dispatch(line, methods, connection.caller)
+        if response is not None:
+            await connection.send(response)
+
+
 __all__ = [
+    "Connection",
+    "current_connection",
     "listeners_from_systemd",
     "open_unix_listener",
     "peer_caller",

@@ -1,0 +1,141 @@
+"""The event stream: ``events.subscribe`` keeps the connection open and the
+daemon sends one JSON-RPC notification per change::
+
+    {"jsonrpc":"2.0","method":"event","params":{"seq":3,"kind":"attached",...}}
+
+Built only on the observer hooks, like any cross-cutting plugin: the daemon
+registers an `EventBus` with its plugin manager. Observers run in the kernel
+lane's worker thread; events cross into trio with `trio.from_thread`.
+A subscriber that cannot keep up (its queue of `QUEUE_SIZE` events is full)
+gets a final ``overflow`` event and is dropped rather than slowing the daemon.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import trio
+
+from bpfman.api import Caller
+from bpfman.hookspecs import hookimpl
+from bpfman.records import Drift, LinkRecord, ProgramRecord
+from bpfman.requests import doc
+
+log = logging.getLogger("bpfman.events")
+
+KINDS = ("loaded", "unloaded", "attached", "detached", "updated", "repaired", "overflow")
+QUEUE_SIZE = 1024
+
+
+@attrs.frozen
+class Event:
+    seq: int
+    time: str
+    kind: str
+    program_id: int | None = None
+    link_id: int | None = None
+    type: str | None = None
+    detail: str = ""
+
+
+@attrs.frozen
+class SubscribeRequest:
+    kinds: list[str] = doc(f"only these kinds of event ({', '.join(KINDS)}); all if empty",
+                           factory=list)
+
+
+@attrs.frozen
+class SubscribeReply:
+    subscribed: bool
+    kinds: list[str]
+
+
+class EventBus:
+    """Observer plugin that fans events out to subscribed connections."""
+
+    def __init__(self) -> None:
+        self._seq = itertools.count(1)
+        self._subscribers: list[tuple[frozenset[str], trio.MemorySendChannel[Event]]] = []
+
+    # -- observer hooks (kernel lane thread) ------------------------------
+
+    def _publish(self, kind: str, **fields: Any) -> None:
+        event = Event(seq=next(self._seq), time=datetime.now(UTC).isoformat(), kind=kind,
+                      **fields)
+        try:
+            trio.from_thread.run_sync(self._fan_out, event)
+        except RuntimeError:  # not under the daemon's trio loop (embedded use)
+            self._fan_out(event)
+
+    @hookimpl
+    def bpfman_program_loaded(self, program: ProgramRecord) -> None:
+        self._publish("loaded", program_id=program.program_id, type=program.type,
+                      detail=program.name)
+
+    @hookimpl
+    def bpfman_program_unloaded(self, program: ProgramRecord) -> None:
+        self._publish("unloaded", program_id=program.program_id, type=program.type,
+                      detail=program.name)
+
+    @hookimpl
+    def bpfman_link_attached(self, program: ProgramRecord, link: LinkRecord) -> None:
+        self._publish("attached", program_id=program.program_id, link_id=link.link_id,
+                      type=link.type, detail=link.attach_point)
+
+    @hookimpl
+    def bpfman_link_detached(self, program: ProgramRecord, link: LinkRecord) -> None:
+        self._publish("detached", program_id=program.program_id, link_id=link.link_id,
+                      type=link.type, detail=link.attach_point)
+
+    @hookimpl
+    def bpfman_link_updated(self, program: ProgramRecord, link: LinkRecord) -> None:
+        self._publish("updated", program_id=program.program_id, link_id=link.link_id,
+                      type=link.type, detail=str(link.params))
+
+    @hookimpl
+    def bpfman_daemon_started(self, ctx: Any, drifts: list[Drift]) -> None:
+        for drift in drifts:
+            self._publish("repaired", detail=str(drift))
+
+    # -- trio side ----------------------------------------------------------
+
+    def _fan_out(self, event: Event) -> None:
+        for entry in list(self._subscribers):
+            kinds, channel = entry
+            if kinds and event.kind not in kinds:
+                continue
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                self._subscribers.remove(entry)
+                channel.close()
+            except trio.ClosedResourceError:
+                self._subscribers.remove(entry)
+
+    async def subscribe(self, caller: Caller, req: SubscribeRequest) -> SubscribeReply:
+        from bpfman.errors import InvalidArgument
+        from bpfman.server import current_connection
+
+        unknown = sorted(set(req.kinds) - set(KINDS))
+        if unknown:
+            raise InvalidArgument(f"unknown event kinds: {', '.join(unknown)}", field="kinds")
+        connection = current_connection.get()
+        send, receive = trio.open_memory_channel[Event](QUEUE_SIZE)
+        self._subscribers.append((frozenset(req.kinds), send))
+
+        async def forward() -> None:
+            async with receive:
+                async for event in receive:
+                    await connection.notify("event", event)
+            # The channel was closed by _fan_out: the subscriber fell behind.
+            await connection.notify("event", Event(seq=0, time=datetime.now(UTC).isoformat(),
+                                                   kind="overflow",
+                                                   detail="subscriber too slow; resubscribe"))
+
+        connection.nursery.start_soon(forward)
+        log.info("uid=%d pid=%d subscribed to events", caller.uid, caller.pid)
+        return SubscribeReply(subscribed=True, kinds=list(req.kinds))
