@@ -20,6 +20,8 @@ class HookContext:
         the core unwinds it if the call fails and discards it after commit.
     :ivar features: `bpfman.kernel.KernelFeatures` detected at startup.
     :ivar plugin_config: this plugin's table from the daemon config (a dict).
+    :ivar config: the whole daemon `Config` (observers read their table with
+        ``ctx.config.plugins.config.get(NAME, {})``).
     :ivar log: a logger named after the plugin.
     """
 
@@ -28,4 +30,5 @@ class HookContext:
     undo: ExitStack
     features: Any
     plugin_config: dict[str, Any] = attrs.field(factory=dict)
+    config: Any = None
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("bpfman.plugin"))

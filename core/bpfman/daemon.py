@@ -17,10 +17,12 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 import bpfman
@@ -28,6 +30,7 @@ from bpfman import kernel, openrpc
 from bpfman.api import Caller, Method, build_method_table
 from bpfman.authz import Policy
 from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from bpfman.errors import BpfmanError
 from bpfman.events import EventBus, SubscribeReply, SubscribeRequest
 from bpfman.manager import Manager
 from bpfman.plugins import build_plugin_manager
@@ -98,7 +101,32 @@ def method_table(manager: Manager, lane: trio.CapacityLimiter) -> dict[str, Meth
         "Keep the connection open and receive an `event` notification per change",
     )
     policy = Policy(manager.config.authorization)
-    return {name: policy.guard(method) for name, method in table.items()}
+    hook = manager.registry.pm.hook
+    return {name: _observed(policy.guard(method), hook) for name, method in table.items()}
+
+
+def _observed(method: Method, hook: Any) -> Method:
+    """`method` reporting its outcome and duration to `bpfman_rpc_completed`."""
+    inner = method.handler
+
+    async def handler(caller: Caller, params: Any) -> Any:
+        started = time.perf_counter()
+        code: int | None = -32603
+        try:
+            result = await inner(caller, params)
+            code = None
+            return result
+        except BpfmanError as exc:
+            code = exc.code
+            raise
+        finally:
+            try:
+                hook.bpfman_rpc_completed(method=method.name, caller=caller,
+                                          seconds=time.perf_counter() - started, error_code=code)
+            except Exception:
+                log.exception("bpfman_rpc_completed observer failed")
+
+    return attrs.evolve(method, handler=handler)
 
 
 async def run(
@@ -112,7 +140,9 @@ async def run(
     try:
         drifts = await trio.to_thread.run_sync(manager.reconcile)
         log.info("reconciled state: %d repair(s)", len(drifts))
-        manager._notify("bpfman_daemon_started", ctx=None, drifts=drifts)
+        with contextlib.ExitStack() as no_undo:
+            ctx = manager._ctx(None, no_undo)
+            manager._notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
         lane = trio.CapacityLimiter(1)
         methods = method_table(manager, lane)
         listeners = listeners_from_systemd()

@@ -245,6 +245,17 @@ def bpfman_daemon_started(ctx: HookContext, drifts: list[Drift]) -> None:
 
 
 @hookspec
+def bpfman_rpc_completed(method: str, caller: Any, seconds: float, error_code: int | None) -> None:
+    """An API call finished (``error_code`` None on success).
+
+    Unlike the other observers this one runs in the daemon's trio thread,
+    once per call: it must not block.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def bpfman_program_loaded(program: ProgramRecord) -> None:
     """A program was loaded and recorded. .. versionadded:: 0.1"""
 

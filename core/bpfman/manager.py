@@ -113,6 +113,7 @@ class Manager:
             undo=undo,
             features=self.features,
             plugin_config=self.config.plugins.config.get(plugin_name, {}),
+            config=self.config,
             log=logging.getLogger(f"bpfman.plugin.{plugin_name}"),
         )
 

@@ -22,8 +22,20 @@ from bpfman.kernel.info import (
     program_info,
     wait_program_gone,
 )
-from bpfman.kernel.links.perf_event import attach_kprobe, attach_tracepoint
+from bpfman.kernel.links.perf_event import attach_kprobe, attach_tracepoint, attach_uprobe
 from bpfman.kernel.links.raw_tracepoint import attach_raw_tracepoint
+from bpfman.kernel.links.tcx import Anchor as TcxAnchor
+from bpfman.kernel.links.tcx import (
+    TcxChain,
+    TcxEntry,
+    TcxLinkInfo,
+    attach_tcx,
+    detach_tcx,
+    query_tcx,
+    tcx_link_info,
+    update_tcx_link,
+)
+from bpfman.kernel.links.tracing import attach_tracing
 from bpfman.kernel.maps import map_delete, map_keys, map_lookup, map_update
 from bpfman.kernel.objects import (
     GlobalVar,
@@ -46,7 +58,27 @@ from bpfman.kernel.pins import (
     remove_pin,
     remove_pin_dir,
 )
-from bpfman.kernel.system import ensure_bpffs, ensure_tracefs, kernel_release, raise_memlock
+from bpfman.kernel.splice import (
+    RelocatedProgram,
+    TestRunResult,
+    load_program_insns,
+    relocated_program,
+    test_run,
+)
+from bpfman.kernel.symbols import (
+    check_kernel_function,
+    process_root,
+    resolve_user_target,
+    user_function_offset,
+)
+from bpfman.kernel.tc import interface_index, netns_entered, netns_id
+from bpfman.kernel.system import (
+    enable_bpf_stats,
+    ensure_bpffs,
+    ensure_tracefs,
+    kernel_release,
+    raise_memlock,
+)
 
 __all__ = [
     "GlobalVar",
@@ -59,17 +91,31 @@ __all__ = [
     "ObjectSpec",
     "ProgramLoad",
     "ProgramSpec",
+    "TcxAnchor",
+    "TcxChain",
+    "TcxEntry",
+    "TcxLinkInfo",
+    "RelocatedProgram",
+    "TestRunResult",
     "attach_kprobe",
     "attach_raw_tracepoint",
+    "attach_tcx",
     "attach_tracepoint",
+    "attach_tracing",
+    "attach_uprobe",
+    "check_kernel_function",
+    "enable_bpf_stats",
+    "detach_tcx",
     "ensure_bpffs",
     "ensure_tracefs",
     "inspect_object",
+    "interface_index",
     "iter_programs",
     "kernel_release",
     "link_id_of_pin",
     "link_info",
     "load_object",
+    "load_program_insns",
     "map_delete",
     "map_info",
     "map_info_of_pin",
@@ -77,14 +123,24 @@ __all__ = [
     "map_lookup",
     "map_pin_name",
     "map_update",
+    "netns_entered",
+    "netns_id",
     "open_pinned",
     "pin_exists",
     "pin_fd",
     "probe_features",
+    "process_root",
     "program_id_of_pin",
     "program_info",
+    "query_tcx",
     "raise_memlock",
+    "relocated_program",
     "remove_pin",
     "remove_pin_dir",
+    "tcx_link_info",
+    "update_tcx_link",
+    "resolve_user_target",
+    "test_run",
+    "user_function_offset",
     "wait_program_gone",
 ]

@@ -100,3 +100,12 @@ def raise_memlock() -> bool:
 
 def kernel_release() -> str:
     return os.uname().release
+
+
+def enable_bpf_stats() -> int:
+    """Turn on run-count and run-time accounting for every program while the
+    returned fd stays open (BPF_ENABLE_STATS); close it to turn it off."""
+    from bpfman.kernel._sys import libbpf
+
+    with kernel_errors("bpf_enable_stats"):
+        return int(libbpf.bpf_enable_stats(libbpf.BPF_STATS_RUN_TIME))

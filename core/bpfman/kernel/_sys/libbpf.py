@@ -230,3 +230,7 @@ def captured_messages() -> Iterator[list[str]]:
         yield lines
     finally:
         _capture.lines = previous
+
+# --- statistics ----------------------------------------------------------------
+BPF_STATS_RUN_TIME = 0
+bpf_enable_stats = _bind("bpf_enable_stats", c_int, (c_int,), "neg")
