@@ -85,7 +85,7 @@ run_tests() {
     bash "$ROOT/scripts/vm-kernel.sh" "$venv"
     cd "$ROOT"
     log "ruff"
-    "$venv/bin/ruff" check core plugins tests bench examples
+    "$venv/bin/ruff" check .
     log "pytest (unit, kernel and vm tiers)"
     "$venv/bin/pytest" -ra tests "${@}"
 }
