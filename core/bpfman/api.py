@@ -95,6 +95,9 @@ def build_method_table(
                "Delete one map entry", mutates=True),
         Method("plugin.list", q.NoParams, list[r.PluginReply], bind(m.list_plugins),
                "Loaded plugins, their types and hooks"),
+        Method("daemon.reconcile", q.NoParams, list[r.DriftReply], bind(m.reconcile_now),
+               "Compare the records with the kernel now; repair and report drifts",
+               mutates=True),
         Method("daemon.info", q.NoParams, r.DaemonInfo, bind(m.info),
                "Version, paths, kernel features, plugins"),
     ]

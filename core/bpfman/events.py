@@ -97,7 +97,7 @@ class EventBus:
                       type=link.type, detail=str(link.params))
 
     @hookimpl
-    def bpfman_daemon_started(self, ctx: Any, drifts: list[Drift]) -> None:
+    def bpfman_state_repaired(self, drifts: list[Drift]) -> None:
         for drift in drifts:
             self._publish("repaired", detail=str(drift))
 

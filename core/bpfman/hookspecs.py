@@ -245,6 +245,15 @@ def bpfman_daemon_started(ctx: HookContext, drifts: list[Drift]) -> None:
 
 
 @hookspec
+def bpfman_state_repaired(drifts: list[Drift]) -> None:
+    """Reconciliation found and handled ``drifts`` (at start-up or on
+    ``daemon.reconcile``); called only when there are any.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def bpfman_rpc_completed(method: str, caller: Any, seconds: float, error_code: int | None) -> None:
     """An API call finished (``error_code`` None on success).
 

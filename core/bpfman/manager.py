@@ -41,12 +41,14 @@ from bpfman.errors import (
     PluginFailed,
     ProgramNotFound,
 )
+from bpfman.faults import fault_point
 from bpfman.mapaccess import MapAccess
 from bpfman.plugins import KindOwner, PluginRegistry, hooks_of
 from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
 from bpfman.replies import (
     DaemonInfo,
     DispatcherReply,
+    DriftReply,
     KernelProgramInfo,
     LinkReply,
     LoadReply,
@@ -253,6 +255,7 @@ class Manager:
         records: list[ProgramRecord] = []
         with ExitStack() as undo:
             loaded = self.kernel.load_object(options)
+            fault_point("load.after_kernel")
             for program_id in loaded.programs.values():
                 undo.callback(self.kernel.remove_pin, self.bpffs.program_pin(program_id))
             if reuse_dir is None:
@@ -281,6 +284,7 @@ class Manager:
                     )
                     self.store.insert_program(record)
                     records.append(record)
+                fault_point("load.before_commit")
             undo.pop_all()
         for record in records:
             self._notify("bpfman_program_loaded", program=record)
@@ -300,6 +304,7 @@ class Manager:
             self.store.delete_program(program.program_id)
             remaining = self.store.map_users(program.map_owner_id)
             self.kernel.remove_pin(program.pin_path)
+            fault_point("unload.after_kernel")
             if not remaining:
                 self.kernel.remove_pin_dir(Path(program.map_pin_dir))
         if not self.kernel.wait_program_gone(program.program_id):
@@ -361,9 +366,12 @@ class Manager:
                 if not isinstance(link, LinkRecord):
                     raise PluginFailed(owner.plugin_name, "bpfman_attach",
                                        TypeError("returned no LinkRecord"))
+                fault_point("attach.after_kernel")
                 self.store.update_link(link)
                 if owner.spec.multiprog:
                     self._rebuild(ctx, program.type, point.lock_key())
+                    link = self.store.get_link(link.link_id) or link
+                fault_point("attach.before_commit")
             undo.pop_all()
         self._notify("bpfman_link_attached", program=program, link=link)
         return self._link_reply(link)
@@ -379,6 +387,21 @@ class Manager:
             self.store.delete_dispatcher(attach_point)
         else:
             self.store.put_dispatcher(record)
+        self._record_kernel_links(ordered)
+
+    def _record_kernel_links(self, ordered: list[LinkRecord]) -> None:
+        """A chain builder that gives each program its own kernel link (TCX)
+        pins it at the link's pin path, and a re-positioned link is a new
+        kernel link: record the kernel's id of each."""
+        for ln in ordered:
+            if not self.kernel.pin_exists(ln.pin_path):
+                continue
+            try:
+                kernel_link_id = self.kernel.link_id_of_pin(ln.pin_path)
+            except BpfmanError:
+                continue
+            if kernel_link_id != ln.kernel_link_id:
+                self.store.update_link(attrs.evolve(ln, kernel_link_id=kernel_link_id))
 
     def _detach_link(self, program: ProgramRecord, link: LinkRecord) -> None:
         with ExitStack() as undo:
@@ -387,6 +410,7 @@ class Manager:
                 if link.type in self.registry.kinds:
                     ctx = self._ctx(self.registry.kinds[link.type], undo)
                     self._call(link.type, "bpfman_detach", ctx=ctx, program=program, link=link)
+                    fault_point("detach.after_kernel")
                     if self.registry.kinds[link.type].spec.multiprog:
                         self._rebuild(ctx, link.type, link.attach_point)
                 else:
@@ -427,6 +451,7 @@ class Manager:
                 if owner.spec.multiprog:
                     self.store.update_link(updated)
                     self._rebuild(ctx, link.type, link.attach_point)
+                    updated = self.store.get_link(updated.link_id) or updated
                 else:
                     result = self._call(link.type, "bpfman_update_link", ctx=ctx,
                                         program=program, link=updated, params=params)
@@ -435,6 +460,7 @@ class Manager:
                                        link_id=link.link_id)
                     updated = result
                     self.store.update_link(updated)
+                fault_point("update.before_commit")
             undo.pop_all()
         self._notify("bpfman_link_updated", program=program, link=updated)
         return self._link_reply(updated)
@@ -577,7 +603,13 @@ class Manager:
                 drifts.extend(group or [])
         for drift in drifts:
             log.warning("reconcile: %s", drift)
+        if drifts:
+            self._notify("bpfman_state_repaired", drifts=drifts)
         return drifts
+
+    def reconcile_now(self, caller: Caller, req: NoParams) -> list[DriftReply]:
+        """``daemon.reconcile``: the start-up reconciliation, on demand."""
+        return [DriftReply(d.subject, d.problem, d.action) for d in self.reconcile()]
 
     def _pinned_program_id(self, pin: str) -> int | None:
         try:

@@ -57,6 +57,7 @@ class ProgramReply:
     created_at: str | None = None
     links: list[int] = attrs.field(factory=list)
     kernel: KernelProgramInfo | None = None
+    attach_func: str | None = None  # fentry/fexit target function, fixed at load
 
 
 @attrs.frozen
@@ -109,3 +110,10 @@ class DispatcherReply:
     revision: int
     pin_dir: str | None
     links: list[int]
+
+
+@attrs.frozen
+class DriftReply:
+    subject: str
+    problem: str
+    action: str

@@ -80,12 +80,13 @@ class DaemonProcess:
         self.config.write_text(config_text)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "bpfman", "daemon", "--config", str(self.config),
                "--socket", str(self.socket), "--state-dir", str(self.state_dir),
                "--bpffs", str(self.bpffs), "--log-level", "debug"]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **(env or {})})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
