@@ -10,6 +10,9 @@ falls back silently. Command-line options override the file.
     state_dir = "/var/lib/bpfman"
     bpffs = "/run/bpfman/fs"
     max_request_bytes = 1048576
+    max_connections = 256            # connections served at once
+    read_timeout_seconds = 300       # a request line must arrive within this
+    send_timeout_seconds = 30        # a client must read its response within this
     log_level = "info"
 
     [plugins]
@@ -50,6 +53,9 @@ class DaemonConfig:
     state_dir: Path = attrs.field(default=Path("/var/lib/bpfman"), converter=Path)
     bpffs: Path = attrs.field(default=Path("/run/bpfman/fs"), converter=Path)
     max_request_bytes: int = attrs.field(default=1 << 20)
+    max_connections: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    read_timeout_seconds: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    send_timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     log_level: str = attrs.field(
         default="info", validator=attrs.validators.in_({"debug", "info", "warning", "error"})
     )

@@ -35,7 +35,7 @@ from bpfman.events import EventBus, SubscribeReply, SubscribeRequest
 from bpfman.manager import Manager
 from bpfman.plugins import build_plugin_manager
 from bpfman.requests import NoParams
-from bpfman.server import listeners_from_systemd, open_unix_listener, serve_rpc
+from bpfman.server import ConnectionLimits, listeners_from_systemd, open_unix_listener, serve_rpc
 from bpfman.store import Store
 
 log = logging.getLogger("bpfman.daemon")
@@ -156,7 +156,11 @@ async def run(
             created_socket = None
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                functools.partial(serve_rpc, listeners, methods, max_line=d.max_request_bytes)
+                functools.partial(
+                    serve_rpc, listeners, methods, max_line=d.max_request_bytes,
+                    limits=ConnectionLimits(d.max_connections, d.read_timeout_seconds,
+                                            d.send_timeout_seconds),
+                )
             )
             log.info("serving on %s (bpffs %s, state %s)", where, d.bpffs, d.state_dir)
             _notify_systemd("READY=1")

@@ -124,6 +124,7 @@ class EventBus:
         if unknown:
             raise InvalidArgument(f"unknown event kinds: {', '.join(unknown)}", field="kinds")
         connection = current_connection.get()
+        connection.subscribed = True  # exempt from the idle timeout
         send, receive = trio.open_memory_channel[Event](QUEUE_SIZE)
         self._subscribers.append((frozenset(req.kinds), send))
 

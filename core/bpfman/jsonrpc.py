@@ -121,11 +121,15 @@ async def dispatch(payload: bytes, methods: MethodTable, caller: Caller) -> byte
     """
     try:
         message = _decode(payload)
-    except ParseError as exc:
+    except (ParseError, InvalidRequest) as exc:
         return _encode(_error_response(None, exc))
     if isinstance(message, list):
         if not message:
             return _encode(_error_response(None, InvalidRequest("empty batch")))
+        if len(message) > MAX_BATCH:
+            return _encode(_error_response(None, InvalidRequest(
+                f"batch of {len(message)} requests; at most {MAX_BATCH}",
+                {"max_batch": MAX_BATCH})))
         responses = []
         for item in message:
             response = await _handle(item, methods, caller)
@@ -136,12 +140,54 @@ async def dispatch(payload: bytes, methods: MethodTable, caller: Caller) -> byte
     return None if response is None else _encode(response)
 
 
+MAX_NESTING = 64
+MAX_BATCH = 100
+
+
+def _nesting_depth(payload: bytes, limit: int) -> int:
+    """Deepest array/object nesting, outside strings, stopping past `limit`.
+
+    json.loads recurses per level: a line of 100k brackets would exhaust the
+    stack, so deep documents are refused before parsing.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 def _decode(payload: bytes) -> Any:
     def refuse_constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
+    # Counting brackets is cheap; only then is the exact (slower) scan needed.
+    if payload.count(b"[") + payload.count(b"{") > MAX_NESTING and (
+        _nesting_depth(payload, MAX_NESTING) > MAX_NESTING
+    ):
+        raise InvalidRequest(f"nested deeper than {MAX_NESTING} levels",
+                             {"max_nesting": MAX_NESTING})
     try:
         return json.loads(payload, parse_constant=refuse_constant)
+    except RecursionError:
+        raise InvalidRequest(f"nested deeper than {MAX_NESTING} levels",
+                             {"max_nesting": MAX_NESTING}) from None
     except UnicodeDecodeError as exc:
         raise ParseError("parse error", {"errors": [f"not UTF-8: {exc.reason}"]}) from None
     except ValueError as exc:  # JSONDecodeError is a ValueError

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import grp
 import logging
+import math
 import os
 import socket
 import stat
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
+import attrs
 import trio
 
 from bpfman import jsonrpc
@@ -166,11 +167,36 @@ def _supplementary_groups(pid: int) -> tuple[int, ...]:
     return ()
 
 
+@attrs.frozen
+class ConnectionLimits:
+    """What one client may hold: hostile or broken clients cannot pin the daemon.
+
+    :ivar max_connections: connections served at once; more are answered with
+        `TooManyConnections` (-32001) and closed.
+    :ivar read_timeout: seconds a connection may take to send a whole request
+        line, counted from the previous response (idle and slow clients alike);
+        connections with an event subscription are exempt.
+    :ivar send_timeout: seconds a response may wait for a client that does not
+        read; then the connection is closed.
+    """
+
+    max_connections: int = 256
+    read_timeout: float = 300.0
+    send_timeout: float = 30.0
+
+
+class TooManyConnections(jsonrpc.ProtocolError):
+    """Implementation-defined server error (JSON-RPC reserves -32000..-32099)."""
+
+    code = -32001
+
+
 async def serve_rpc(
     listeners: Sequence[trio.SocketListener],
     methods: MethodTable,
     *,
     max_line: int = DEFAULT_MAX_LINE,
+    limits: ConnectionLimits = ConnectionLimits(),
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Answer JSON-RPC on `listeners` forever, one task per connection.
@@ -187,7 +213,23 @@ async def serve_rpc(
     Accept errors from fd exhaustion are retried after 100 ms
     (`trio.serve_listeners`); other accept errors propagate.
     """
-    handler = functools.partial(_serve_connection, methods=methods, max_line=max_line)
+    active = [0]  # connections being served (one trio thread: no lock needed)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        if active[0] >= limits.max_connections:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), \
+                    trio.move_on_after(1):
+                await send_line(stream, jsonrpc.error_response(TooManyConnections(
+                    f"more than {limits.max_connections} connections",
+                    {"max_connections": limits.max_connections})))
+            await stream.aclose()
+            return
+        active[0] += 1
+        try:
+            await _serve_connection(stream, methods=methods, max_line=max_line, limits=limits)
+        finally:
+            active[0] -= 1
+
     await trio.serve_listeners(handler, list(listeners), task_status=task_status)
 
 
@@ -195,16 +237,25 @@ class Connection:
     """One client connection, for handlers that talk back on their own
     (event subscriptions). Handlers find it through `current_connection`."""
 
-    def __init__(self, stream: trio.SocketStream, caller: Caller, nursery: trio.Nursery) -> None:
+    def __init__(self, stream: trio.SocketStream, caller: Caller, nursery: trio.Nursery,
+                 send_timeout: float = 30.0) -> None:
         self.stream = stream
         self.caller = caller
         self.nursery = nursery
+        self.send_timeout = send_timeout
+        #: set by a handler that keeps the connection open on purpose (events)
+        self.subscribed = False
         self._send_lock = trio.Lock()
 
     async def send(self, line: bytes) -> None:
         # Responses and notifications interleave on one stream: whole lines only.
         async with self._send_lock:
-            await send_line(self.stream, line)
+            with trio.move_on_after(self.send_timeout) as stuck:
+                await send_line(self.stream, line)
+            if stuck.cancelled_caught:
+                # A client that does not read must not hold a response forever.
+                await self.stream.aclose()
+                raise trio.ClosedResourceError("client stopped reading")
 
     async def notify(self, method: str, params: Any) -> None:
         await self.send(jsonrpc.notification(method, params))
@@ -214,7 +265,7 @@ current_connection: ContextVar[Connection] = ContextVar("current_connection")
 
 
 async def _serve_connection(
-    stream: trio.SocketStream, *, methods: MethodTable, max_line: int
+    stream: trio.SocketStream, *, methods: MethodTable, max_line: int, limits: ConnectionLimits
 ) -> None:
     try:
         caller = peer_caller(stream.socket)
@@ -225,9 +276,9 @@ async def _serve_connection(
         return
     try:
         async with trio.open_nursery() as nursery:
-            connection = Connection(stream, caller, nursery)
+            connection = Connection(stream, caller, nursery, limits.send_timeout)
             current_connection.set(connection)
-            await _answer_requests(connection, methods, max_line)
+            await _answer_requests(connection, methods, max_line, limits.read_timeout)
             nursery.cancel_scope.cancel()  # the client is gone: stop its subscriptions
     except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
         log.debug("client pid=%d went away: %s", caller.pid, group.exceptions[0])
@@ -235,11 +286,19 @@ async def _serve_connection(
         log.exception("connection from pid=%d uid=%d failed", caller.pid, caller.uid)
 
 
-async def _answer_requests(connection: Connection, methods: MethodTable, max_line: int) -> None:
+async def _answer_requests(
+    connection: Connection, methods: MethodTable, max_line: int, read_timeout: float
+) -> None:
     reader = LineReader(connection.stream, max_line)
     while True:
         try:
-            line = await reader.receive_line()
+            timeout = math.inf if connection.subscribed else read_timeout
+            with trio.move_on_after(timeout) as idle:
+                line = await reader.receive_line()
+            if idle.cancelled_caught:
+                log.info("closing connection of pid=%d: no complete request in %ss",
+                         connection.caller.pid, read_timeout)
+                return
         except LineTooLong as exc:
             response: bytes | None = jsonrpc.error_response(
                 jsonrpc.InvalidRequest(
@@ -258,6 +317,7 @@ async def _answer_requests(connection: Connection, methods: MethodTable, max_lin
 
 __all__ = [
     "Connection",
+    "ConnectionLimits",
     "current_connection",
     "listeners_from_systemd",
     "open_unix_listener",
