@@ -10,6 +10,7 @@ falls back silently. Command-line options override the file.
     state_dir = "/var/lib/bpfman"
     bpffs = "/run/bpfman/fs"
     max_request_bytes = 1048576
+    lost_programs = "clear"          # or "restore": reload programs lost in a reboot
     max_connections = 256            # connections served at once
     read_timeout_seconds = 300       # a request line must arrive within this
     send_timeout_seconds = 30        # a client must read its response within this
@@ -56,6 +57,9 @@ class DaemonConfig:
     max_connections: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     read_timeout_seconds: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
     send_timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    lost_programs: str = attrs.field(
+        default="clear", validator=attrs.validators.in_({"clear", "restore"})
+    )
     log_level: str = attrs.field(
         default="info", validator=attrs.validators.in_({"debug", "info", "warning", "error"})
     )

@@ -66,6 +66,7 @@ from bpfman.requests import (
     LoadRequest,
     NoParams,
     ProgramIdRequest,
+    ProgramSelector,
 )
 from bpfman.store import Store, now_iso
 
@@ -567,20 +568,25 @@ class Manager:
     def reconcile(self) -> list[Drift]:
         """Make the store and the pins agree; report every repair.
 
-        Records whose kernel object is gone are removed (after a reboot the
-        bpffs is empty); pins in our bpffs that no record names are removed.
+        Records whose kernel object is gone (after a reboot the bpffs is empty)
+        are removed, or, with ``lost_programs = "restore"``, loaded again from
+        their recorded source with their links re-attached (new kernel ids).
+        Pins in our bpffs that no record names are removed.
         """
         drifts: list[Drift] = []
+        lost: list[tuple[ProgramRecord, list[LinkRecord]]] = []
         with self.store.transaction():
             for program in self.store.list_programs():
                 pinned_id = self._pinned_program_id(program.pin_path)
                 if pinned_id == program.program_id:
                     continue
                 problem = "pin missing" if pinned_id is None else f"pin holds program {pinned_id}"
-                for link in self.store.list_links(program_id=program.program_id):
+                links = self.store.list_links(program_id=program.program_id)
+                for link in links:
                     self.kernel.remove_pin(link.pin_path)
                     self.store.delete_link(link.link_id)
                 self.store.delete_program(program.program_id)
+                lost.append((program, links))
                 drifts.append(Drift(f"program {program.program_id} ({program.name})", problem,
                                     "record and its links removed"))
             for link in self.store.list_links():
@@ -589,6 +595,8 @@ class Manager:
                     drifts.append(Drift(f"link {link.link_id}", "pin missing (detached outside "
                                         "the daemon)", "record removed"))
             drifts.extend(self._remove_orphan_pins())
+        if lost and self.config.daemon.lost_programs == "restore":
+            drifts.extend(self._restore(lost))
         for kind in self.registry.kinds:
             links = [ln for ln in self.store.list_links() if ln.type == kind]
             with ExitStack() as undo:
@@ -605,6 +613,43 @@ class Manager:
             log.warning("reconcile: %s", drift)
         if drifts:
             self._notify("bpfman_state_repaired", drifts=drifts)
+        return drifts
+
+    def _restore(self, lost: list[tuple[ProgramRecord, list[LinkRecord]]]) -> list[Drift]:
+        """Load lost programs again from their recorded source, object by
+        object (programs that shared maps share them again), and re-attach
+        their links with the same params."""
+        drifts = []
+        new_owner: dict[int, int] = {}  # old map owner id -> new program id
+        for program, links in sorted(lost, key=lambda pl: pl[0].program_id):
+            subject = f"program {program.program_id} ({program.name})"
+            caller = Caller(uid=program.loaded_by_uid or 0, gid=0, pid=os.getpid())
+            request = LoadRequest(
+                path=program.path,
+                programs=[ProgramSelector(program.name, program.type, program.attach_func)],
+                global_data=program.global_data,
+                metadata=program.metadata,
+                map_owner_id=new_owner.get(program.map_owner_id),
+            )
+            try:
+                [loaded] = self.load(caller, request).programs
+            except BpfmanError as exc:
+                drifts.append(Drift(subject, "lost", f"could not restore: {exc}"))
+                continue
+            new_owner.setdefault(program.map_owner_id, loaded.program_id)
+            drifts.append(Drift(subject, "lost", f"restored as program {loaded.program_id}"))
+            for link in links:
+                try:
+                    reply = self.attach(
+                        attrs.evolve(caller, uid=link.owner_uid or 0),
+                        AttachRequest(loaded.program_id, link.params, link.metadata),
+                    )
+                except BpfmanError as exc:
+                    drifts.append(Drift(f"link {link.link_id}", "lost",
+                                        f"could not re-attach: {exc}"))
+                    continue
+                drifts.append(Drift(f"link {link.link_id}", "lost",
+                                    f"re-attached as link {reply.link_id}"))
         return drifts
 
     def reconcile_now(self, caller: Caller, req: NoParams) -> list[DriftReply]:

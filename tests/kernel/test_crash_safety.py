@@ -142,3 +142,38 @@ def test_reboot_with_empty_bpffs_clears_stale_records(bpf_program: Callable[...,
         assert d.client().call("link.list", {}) == []
         assert f"program {prog['program_id']} (count_getpid): pin missing" in d.log_text()
         assert_consistent(d)
+
+
+def test_reboot_with_restore_option_reloads_and_reattaches(
+    bpf_program: Callable[..., Path],
+) -> None:
+    me = struct.pack("<I", os.getpid()).hex()
+    with running_daemon('[daemon]\nlost_programs = "restore"\n') as d:
+        client = d.client()
+        progs = client.call("program.load", {
+            "path": str(bpf_program("tp_counter")),
+            "programs": [{"name": "count_getpid", "type": "tracepoint"},
+                         {"name": "count_getppid", "type": "tracepoint"}],
+            "global_data": {"target_pid": me, "increment": struct.pack("<Q", 2).hex()},
+            "metadata": {"app": "survivor"}})["programs"]
+        for p in progs:
+            client.call("program.attach", {"program_id": p["program_id"], "params": {
+                "tracepoint": f"syscalls/sys_enter_{p['name'].removeprefix('count_')}"}})
+        d.stop()
+        assert os.system(f"umount {d.bpffs}") == 0  # the reboot
+        d.start()
+        restored = d.client().call("program.list", {"metadata": {"app": "survivor"}})
+        assert sorted(p["name"] for p in restored) == ["count_getpid", "count_getppid"]
+        assert {p["program_id"] for p in restored}.isdisjoint({p["program_id"] for p in progs})
+        assert len({p["map_pin_dir"] for p in restored}) == 1  # maps shared again
+        links = d.client().call("link.list", {})
+        assert len(links) == 2
+        counts = Path(restored[0]["map_pin_dir"]) / "counts"
+        before = struct.unpack("<Q", kernel.map_lookup(counts, bytes(4)))[0]
+        for _ in range(10):
+            os.getpid()
+            os.getppid()
+        # Same global data as before: increment 2, our pid, both programs.
+        assert struct.unpack("<Q", kernel.map_lookup(counts, bytes(4)))[0] - before == 40
+        assert "restored as program" in d.log_text()
+        assert_consistent(d)
