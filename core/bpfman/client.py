@@ -142,6 +142,13 @@ class Client:
         """Send a notification: executed by the daemon, never answered."""
         self._sock.sendall(_request(method, params, None) + b"\n")
 
+    def call_typed(self, method: str, params: Any = None) -> Any:
+        """`call` with attrs classes on both sides: `params` may be the
+        method's params class (e.g. `LoadRequest`), the result is its result
+        class (e.g. `LoadReply`), exactly as the daemon defines them."""
+        raw = self.call(method, _plain(params))
+        return _typed(method, raw)
+
     def close(self) -> None:
         self._reader.close()
         self._sock.close()
@@ -153,6 +160,21 @@ class Client:
         self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _plain(params: Any) -> dict[str, Any] | None:
+    if params is None or isinstance(params, dict):
+        return params
+    from bpfman import convert
+
+    return convert.unstructure(params)
+
+
+def _typed(method: str, raw: Any) -> Any:
+    from bpfman import convert
+    from bpfman.methods import BY_NAME
+
+    return convert.structure(raw, BY_NAME[method].result_type)
 
 
 def _is_notification(line: bytes) -> bool:
@@ -192,6 +214,10 @@ class AsyncClient:
             await send_line(self._stream, _request(method, params, req_id))
             line = await self._reader.receive_line()
         return _result(line, req_id, self.socket_path)
+
+    async def call_typed(self, method: str, params: Any = None) -> Any:
+        """As `Client.call_typed`: attrs classes in and out."""
+        return _typed(method, await self.call(method, _plain(params)))
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         async with self._lock:

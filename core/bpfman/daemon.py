@@ -31,8 +31,9 @@ from bpfman.api import Caller, Method, build_method_table
 from bpfman.authz import Policy
 from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from bpfman.errors import BpfmanError
-from bpfman.events import EventBus, SubscribeReply, SubscribeRequest
+from bpfman.events import EventBus
 from bpfman.manager import Manager
+from bpfman.methods import BY_NAME
 from bpfman.plugins import build_plugin_manager
 from bpfman.requests import NoParams
 from bpfman.server import ConnectionLimits, listeners_from_systemd, open_unix_listener, serve_rpc
@@ -92,14 +93,10 @@ def method_table(manager: Manager, lane: trio.CapacityLimiter) -> dict[str, Meth
     async def discover(caller: Caller, params: NoParams) -> dict[str, Any]:
         return openrpc.generate(table, version=bpfman.__version__, attach_params=kinds)
 
-    table["rpc.discover"] = Method(
-        "rpc.discover", NoParams, dict, discover, "This API as an OpenRPC document"
-    )
     bus = manager.registry.pm.get_plugin("core.events")
-    table["events.subscribe"] = Method(
-        "events.subscribe", SubscribeRequest, SubscribeReply, bus.subscribe,
-        "Keep the connection open and receive an `event` notification per change",
-    )
+    for name, handler in (("rpc.discover", discover), ("events.subscribe", bus.subscribe)):
+        sig = BY_NAME[name]
+        table[name] = Method(name, sig.params_type, sig.result_type, handler, sig.summary)
     policy = Policy(manager.config.authorization)
     hook = manager.registry.pm.hook
     return {name: _observed(policy.guard(method), hook) for name, method in table.items()}

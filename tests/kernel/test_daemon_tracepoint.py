@@ -345,3 +345,28 @@ def test_cli_round_trip(d: DaemonProcess, tp_object: Path) -> None:
     assert json.loads(d.cli("-o", "json", "list").stdout) == []
     failed = d.cli("unload", pid, check=False)
     assert failed.returncode == 1 and f"no program with id {pid}" in failed.stderr
+
+
+def test_typed_clients(d: DaemonProcess, tp_object: Path) -> None:
+    import trio
+
+    from bpfman.client import AsyncClient
+    from bpfman.replies import LinkReply, LoadReply, ProgramReply
+    from bpfman.requests import AttachRequest, LoadRequest, ProgramIdRequest, ProgramSelector
+
+    loaded = d.client().call_typed("program.load", LoadRequest(
+        path=str(tp_object), programs=[ProgramSelector("count_getpid", "tracepoint")]))
+    assert isinstance(loaded, LoadReply)
+    [prog] = loaded.programs
+    assert isinstance(prog, ProgramReply) and prog.kernel is not None
+    assert prog.kernel.kernel_type == "tracepoint"
+    link = d.client().call_typed("program.attach", AttachRequest(
+        prog.program_id, {"tracepoint": "syscalls/sys_enter_getpid"}))
+    assert isinstance(link, LinkReply) and link.program_id == prog.program_id
+
+    async def main() -> ProgramReply:
+        async with await AsyncClient.connect(str(d.socket)) as client:
+            return await client.call_typed("program.get", ProgramIdRequest(prog.program_id))
+
+    got = trio.run(main)
+    assert got.links == [link.link_id]
