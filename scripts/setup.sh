@@ -17,6 +17,7 @@ APT_PACKAGES=(
     python3 python3-venv python3-dev python3-bpfcc
     clang llvm libbpf-dev libbpf1 bpftool xdp-tools
     iproute2 iputils-ping socat kmod util-linux
+    docker-registry skopeo
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

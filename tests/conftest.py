@@ -5,6 +5,7 @@ full-featured kernel in a VM, see tests/vm/conftest.py)."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from bpfman.testing import compile_bpf
 
 PROGRAMS = Path(__file__).parent / "programs"
 TESTS = Path(__file__).parent
+
+# The VM harness is a plugin of every run, so a test marked `vm` anywhere goes
+# through the VM (or is skipped with the reason), never runs on the host.
+sys.path.insert(0, str(TESTS / "vm"))
+pytest_plugins = ["bpfman_vm_harness"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

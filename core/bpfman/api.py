@@ -7,6 +7,7 @@ by `build_method_table`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -55,19 +56,30 @@ def build_method_table(
     """
     from bpfman.methods import SIGNATURES
 
-    def bind(fn: Callable[[Caller, Any], Any]) -> Handler:
+    def bind(fn: Callable[[Caller, Any], Any], prepare: Any) -> Handler:
+        if inspect.iscoroutinefunction(fn):
+            # Network-bound (image pulls): runs on the trio loop, off the lane.
+            return fn
+
         async def handler(caller: Caller, params: Any) -> Any:
+            if prepare is not None:
+                params = await prepare(caller, params)
             return await run_in_lane(fn, caller, params)
 
         return handler
+
+    def resolve(path: str) -> Any:
+        target = manager
+        for part in path.split("."):
+            target = getattr(target, part)
+        return target
 
     table = {}
     for sig in SIGNATURES:
         if not sig.handler:
             continue
-        target = manager
-        for part in sig.handler.split("."):
-            target = getattr(target, part)
-        table[sig.name] = Method(sig.name, sig.params_type, sig.result_type, bind(target),
-                                 sig.summary, mutates=sig.mutates)
+        prepare = resolve(sig.prepare) if sig.prepare else None
+        table[sig.name] = Method(sig.name, sig.params_type, sig.result_type,
+                                 bind(resolve(sig.handler), prepare), sig.summary,
+                                 mutates=sig.mutates)
     return table

@@ -44,6 +44,11 @@ class Bpffs:
     def dispatchers_root(self) -> Path:
         return self.root / "dispatchers"
 
+    def dispatcher_dir(self, kind: str, netns_id: int, device: str | int) -> Path:
+        """Pins of one multi-prog attach point (``device``: interface name or
+        index): ``rev_<n>/`` per revision."""
+        return self.dispatchers_root / kind / f"{netns_id}_{device}"
+
     def ensure_dirs(self) -> None:
         for d in (self.maps_root, self.links_root, self.dispatchers_root):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -25,6 +25,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import bpfman
+from bpfman import imagecli
+from bpfman.cliargs import global_value as _global_value
+from bpfman.cliargs import json_object as _json_object
+from bpfman.cliargs import key_value as _key_value
+from bpfman.cliargs import program_selector as _program_selector
 from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
 
 _INT = re.compile(r"[+-]?\d+")
@@ -35,39 +40,6 @@ class UsageError(Exception):
 
 
 # -- parsing -----------------------------------------------------------------
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _global_value(text: str) -> tuple[str, str]:
-    name, value = _key_value(text)
-    try:
-        bytes.fromhex(value.removeprefix("0x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not hex bytes") from None
-    return name, value
-
-
-def _program_selector(text: str) -> dict[str, str]:
-    kind, sep, name = text.partition(":")
-    if not sep or not kind or not name:
-        raise argparse.ArgumentTypeError(f"expected TYPE:NAME, got {text!r}")
-    return {"type": kind, "name": name}
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("params must be a JSON object")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("-p", "--path", required=True, help="path of the ELF object")
     lf.add_argument(
         "--programs", nargs="+", required=True, type=_program_selector, metavar="TYPE:NAME",
-        help="programs to load, e.g. tracepoint:handle_exec",
+        help="programs to load, e.g. tracepoint:handle_exec or fentry:on_open:do_sys_openat2",
     )
     lf.add_argument(
         "-g", "--global", dest="global_data", action="extend", nargs="+", type=_global_value,
@@ -107,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _metadata_option(lf)
     lf.add_argument("--map-owner-id", type=int, help="share the maps of this program")
+    imagecli.add_parsers(load_sub, command, common, _global_option, _metadata_option)
 
     attach = command(
         "attach", "attach a loaded program",
@@ -201,6 +174,7 @@ EXAMPLES = {
     "info": "example:\n  bpfman info",
     "call": "example:\n  bpfman call program.list '{\"type\": \"tracepoint\"}'",
     "completion": "example:\n  source <(bpfman completion bash)",
+    **imagecli.EXAMPLES,
 }
 
 
@@ -236,6 +210,13 @@ _bpfman() {{
 }}
 complete -F _bpfman bpfman
 """
+
+
+def _global_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-g", "--global", dest="global_data", action="extend", nargs="+", type=_global_value,
+        default=[], metavar="NAME=HEX", help="set a global variable before load",
+    )
 
 
 def _metadata_option(parser: argparse.ArgumentParser) -> None:
@@ -323,6 +304,9 @@ def split_attach_options(
 def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The (method, params) a parsed command line asks for."""
     cmd = args.command
+    image_request = imagecli.build_request(args)
+    if image_request is not None:
+        return image_request
     if cmd == "load":
         params: dict[str, Any] = {"path": args.path, "programs": args.programs}
         if args.global_data:
@@ -495,6 +479,7 @@ _RENDERERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "map.dump": lambda r, _p: format_table(
         ["KEY", "VALUE"], [[e["key"], e["value"]] for e in r["entries"]]),
     "daemon.info": lambda r, _p: format_fields(r),
+    **imagecli.RENDERERS,
 }
 
 
@@ -567,6 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "attach" and {"-h", "--help"} & set(args.options):
             parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0
+        if imagecli.is_local(args):  # image build, load-from-image: not one call
+            return imagecli.run_local(args, getattr(args, "socket", None)
+                                      or default_socket_path(), getattr(args, "output", "table"))
         method, params = build_request(args)
     except _PrintCompletion:
         print(bash_completion(parser), end="")
@@ -585,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _print_events(client, params["kinds"], output)
             if method == "program.attach":
                 _check_type(client, args.program_id, args.type)
-            result = client.call(method, params)
+            result = imagecli.call_with_progress(client, method, params)
     except RpcError as exc:
         print(format_error(exc), file=sys.stderr)
         return 1

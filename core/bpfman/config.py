@@ -24,6 +24,23 @@ falls back silently. Command-line options override the file.
     [[authorization.rules]]          # see bpfman.authz; root may do everything
     groups = ["bpfman-admin"]
     methods = ["*"]
+
+    [images]                         # see docs/images.md
+    timeout_seconds = 30
+    [[images.registries]]
+    host = "127.0.0.1:5000"
+    plain_http = true                # https unless set, per registry
+    username = "ci"
+    password_file = "/etc/bpfman/registry-ci.password"
+
+    [signing]                        # see bpfman.signing and docs/images.md
+    verify_enabled = true
+    allow_unsigned = true            # forgives a MISSING signature only
+    trusted_root = "/etc/bpfman/trusted_root.json"   # unset: embedded public-good root
+    public_keys = ["/etc/bpfman/cosign.pub"]
+    [[signing.trusted_identities]]
+    certificate_identity_regexp = ".*@example.com"
+    certificate_oidc_issuer = "https://accounts.google.com"
 """
 
 from __future__ import annotations
@@ -36,6 +53,8 @@ import attrs
 
 from bpfman.authz import AuthorizationConfig
 from bpfman.convert import converter, describe_errors
+from bpfman.images import ImagesConfig
+from bpfman.signing import SigningConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/bpfman/bpfman.toml")
 
@@ -91,6 +110,8 @@ class Config:
     daemon: DaemonConfig = attrs.field(factory=DaemonConfig)
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
     authorization: AuthorizationConfig = attrs.field(factory=AuthorizationConfig)
+    images: ImagesConfig = attrs.field(factory=ImagesConfig)
+    signing: SigningConfig = attrs.field(factory=SigningConfig)
 
     @property
     def db_path(self) -> Path:

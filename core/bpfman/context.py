@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import attrs
 
 from bpfman.bpffs import Bpffs
+from bpfman.records import LinkRecord
 
 
 @attrs.frozen
@@ -32,3 +34,11 @@ class HookContext:
     plugin_config: dict[str, Any] = attrs.field(factory=dict)
     config: Any = None
     log: logging.Logger = attrs.field(factory=lambda: logging.getLogger("bpfman.plugin"))
+
+    def adopt_link(self, link: LinkRecord, kernel_link_id: int,
+                   details: dict[str, Any] | None = None) -> LinkRecord:
+        """The usual end of `bpfman_attach` for a type whose attachment is one
+        kernel link pinned at ``link.pin_path``: register its detach on the
+        undo stack and return the record with what the kernel assigned."""
+        self.undo.callback(self.kernel.detach_link, Path(link.pin_path))
+        return attrs.evolve(link, kernel_link_id=kernel_link_id, details=details or {})

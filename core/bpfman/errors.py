@@ -73,6 +73,12 @@ class LinkNotFound(NotFound):
         super().__init__(f"no link with id {link_id}", link_id=link_id)
 
 
+class ImageNotFound(NotFound):
+    """The image is not in the cache (pull_policy Never, image.remove)."""
+
+    kind = "image_not_found"
+
+
 class AttachTargetNotFound(NotFound):
     """The thing to attach to does not exist: a tracepoint, an interface,
     a kernel function, a binary."""
@@ -148,8 +154,27 @@ class VerifierRejected(KernelError):
 
 
 class ImageError(BpfmanError):
+    """A bytecode image is unusable: bad format, missing label, cache miss
+    under the Never policy, corrupted cache entry."""
+
     code = 3000
     kind = "image_error"
+
+
+class PullFailed(ImageError):
+    """The registry could not be reached or answered badly; `url` says where,
+    `reason` why (digest mismatch, unauthorized, timeout...)."""
+
+    code = 3001
+    kind = "pull_failed"
+
+
+class SignatureRejected(ImageError):
+    """Signature verification refused the image (bad signature, untrusted
+    identity or key, or unsigned while unsigned images are not allowed)."""
+
+    code = 3002
+    kind = "signature_rejected"
 
 
 class PluginFailed(BpfmanError):

@@ -141,6 +141,10 @@ def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) ->
     Idempotent: a link whose kernel object is already gone is detached
     successfully (return True; the core reports the drift).
 
+    Optional: types whose attachment is just the kernel link pinned at
+    ``link.pin_path`` (see `HookContext.adopt_link`) need not implement it;
+    the core then releases that pin synchronously (`kernel.detach_link`).
+
     :return: True when done. Stops at the first non-None result.
 
     .. versionadded:: 0.1

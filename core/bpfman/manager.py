@@ -42,12 +42,14 @@ from bpfman.errors import (
     ProgramNotFound,
 )
 from bpfman.faults import fault_point
+from bpfman.images import ImageService
 from bpfman.mapaccess import MapAccess
 from bpfman.plugins import KindOwner, PluginRegistry, hooks_of
 from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
 from bpfman.replies import (
     DaemonInfo,
     DispatcherReply,
+    DispatcherSlot,
     DriftReply,
     KernelProgramInfo,
     LinkReply,
@@ -89,6 +91,8 @@ class Manager:
         self.features = features
         self.bpffs = Bpffs(config.daemon.bpffs)
         self.maps = MapAccess(store, kernel)
+        self.images = ImageService(config.images, config.signing, config.daemon.state_dir)
+        self.images.in_use = lambda: {p.path for p in store.list_programs()}
 
     # -- helpers --------------------------------------------------------------
 
@@ -172,6 +176,7 @@ class Manager:
             links=links,
             kernel=self._kernel_info(p.program_id) if with_kernel else None,
             attach_func=p.attach_func,
+            image=p.image,
         )
 
     def _link_reply(self, link: LinkRecord) -> LinkReply:
@@ -204,6 +209,15 @@ class Manager:
         """
         if not req.programs:
             raise InvalidArgument("at least one program is required", field="programs")
+        if (req.path is None) == (req.image is None):
+            raise InvalidArgument("give exactly one of path and image", field="path")
+        image_url = None
+        if req.image is not None:
+            # The verified object from the image cache; the record keeps its path.
+            obj = self.images.object_for_load(req.image, [sel.name for sel in req.programs])
+            image_url = req.image.url
+            req = attrs.evolve(req, path=str(obj), image=None)
+        assert req.path is not None
         if not os.path.isabs(req.path):
             raise InvalidArgument("path must be absolute", field="path")
         owners = []
@@ -282,6 +296,7 @@ class Manager:
                         loaded_by_uid=caller.uid,
                         created_at=now_iso(),
                         attach_func=sel.attach_func or _section_target(by_name[sel.name]),
+                        image=image_url,
                     )
                     self.store.insert_program(record)
                     records.append(record)
@@ -410,14 +425,17 @@ class Manager:
                 self.store.delete_link(link.link_id)
                 if link.type in self.registry.kinds:
                     ctx = self._ctx(self.registry.kinds[link.type], undo)
-                    self._call(link.type, "bpfman_detach", ctx=ctx, program=program, link=link)
+                    detached = self._call(link.type, "bpfman_detach", ctx=ctx, program=program,
+                                          link=link)
+                    if detached is None:  # a plain pinned link: the core's default
+                        self.kernel.detach_link(Path(link.pin_path))
                     fault_point("detach.after_kernel")
                     if self.registry.kinds[link.type].spec.multiprog:
                         self._rebuild(ctx, link.type, link.attach_point)
                 else:
                     # The owning plugin is gone (disabled or broken): the pin is
-                    # still ours, and removing it detaches the link.
-                    self.kernel.remove_pin(link.pin_path)
+                    # still ours, and releasing it detaches the link.
+                    self.kernel.detach_link(Path(link.pin_path))
             undo.pop_all()
         self._notify("bpfman_link_detached", program=program, link=link)
 
@@ -478,6 +496,10 @@ class Manager:
                 attach_point=d.attach_point, type=d.type, mode=d.mode,
                 program_id=d.program_id, revision=d.revision, pin_dir=d.pin_dir,
                 links=[ln.link_id for ln in ordered],
+                slots=[DispatcherSlot(link_id=ln.link_id, program_id=ln.program_id,
+                                      priority=ln.params.get("priority"),
+                                      proceed_on=ln.params.get("proceed_on"))
+                       for ln in ordered],
             ))
         return out
 

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from bpfman import events as ev
+from bpfman import images as im
 from bpfman import mapaccess as mp
 from bpfman import replies as r
 from bpfman import requests as q
@@ -27,11 +28,15 @@ class Signature:
     #: attribute path of the handler on the Manager ("" for the daemon's own)
     handler: str = ""
     mutates: bool = False
+    #: attribute path of an async step run on the trio loop before the handler
+    #: (e.g. pulling an image, so the kernel lane never waits on the network)
+    prepare: str = ""
 
 
 SIGNATURES: tuple[Signature, ...] = (
     Signature("program.load", q.LoadRequest, r.LoadReply,
-              "Load programs from an ELF object", "load", mutates=True),
+              "Load programs from an ELF object or a bytecode image", "load", mutates=True,
+              prepare="images.prepare_load"),
     Signature("program.unload", q.ProgramIdRequest, r.OkReply,
               "Detach every link of a program and unload it", "unload", mutates=True),
     Signature("program.attach", q.AttachRequest, r.LinkReply,
@@ -61,6 +66,16 @@ SIGNATURES: tuple[Signature, ...] = (
               "Create or replace one map entry", "maps.update", mutates=True),
     Signature("map.delete", mp.MapKeyRequest, mp.MapValueReply, "Delete one map entry",
               "maps.delete", mutates=True),
+    Signature("image.pull", im.ImagePullRequest, im.ImageReply,
+              "Pull a bytecode image into the cache (pull policy, signature checked)",
+              "images.pull", mutates=True),
+    Signature("image.list", q.NoParams, list[im.ImageReply], "Images in the cache",
+              "images.list"),
+    Signature("image.inspect", im.ImageInspectRequest, im.ImageReply,
+              "An image's digests, labels and signature verdict, from its registry",
+              "images.inspect"),
+    Signature("image.remove", im.ImageRefRequest, im.ImageRemoveReply,
+              "Remove an image from the cache", "images.remove", mutates=True),
     Signature("plugin.list", q.NoParams, list[r.PluginReply],
               "Loaded plugins, their types and hooks", "list_plugins"),
     Signature("daemon.reconcile", q.NoParams, list[r.DriftReply],

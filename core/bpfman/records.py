@@ -23,6 +23,8 @@ class ProgramRecord:
     metadata: dict[str, str] = attrs.field(factory=dict)
     loaded_by_uid: int | None = None
     created_at: str = ""
+    attach_func: str | None = None  # fentry/fexit target, fixed at load time
+    image: str | None = None  # source image pinned by digest (path is then its cached object)
 
 
 @attrs.frozen

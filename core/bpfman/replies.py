@@ -58,6 +58,7 @@ class ProgramReply:
     links: list[int] = attrs.field(factory=list)
     kernel: KernelProgramInfo | None = None
     attach_func: str | None = None  # fentry/fexit target function, fixed at load
+    image: str | None = None  # the bytecode image it came from, pinned by digest
 
 
 @attrs.frozen
@@ -100,6 +101,16 @@ class DaemonInfo:
 
 
 @attrs.frozen
+class DispatcherSlot:
+    """One program of a dispatcher's chain, in run order."""
+
+    link_id: int
+    program_id: int
+    priority: int | None = None
+    proceed_on: list[str] | None = None
+
+
+@attrs.frozen
 class DispatcherReply:
     """What runs at one shared attach point, in order."""
 
@@ -110,6 +121,7 @@ class DispatcherReply:
     revision: int
     pin_dir: str | None
     links: list[int]
+    slots: list[DispatcherSlot] = attrs.field(factory=list)
 
 
 @attrs.frozen

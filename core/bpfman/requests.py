@@ -27,9 +27,34 @@ class ProgramSelector:
     )
 
 
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+def pull_policy_validator(_inst: Any, _attr: Any, value: str) -> None:
+    if value not in PULL_POLICIES:
+        raise ValueError(f"pull_policy must be one of {', '.join(PULL_POLICIES)}")
+
+
+@attrs.frozen
+class ImageSource:
+    """Where `program.load` takes the object from when it is an image."""
+
+    url: str = doc("image reference, e.g. quay.io/bpfman-bytecode/xdp_pass:latest")
+    pull_policy: str = doc("Always, IfNotPresent (default) or Never",
+                           default="IfNotPresent", validator=pull_policy_validator)
+    username: str | None = doc("registry user (used for this pull only, never stored)",
+                               default=None)
+    password: str | None = doc("registry password (used for this pull only, never stored)",
+                               default=None, repr=False)
+
+
 @attrs.frozen
 class LoadRequest:
-    path: str = doc("absolute path of the ELF object on the daemon's host")
+    # kw_only: optional (`image` may replace it) yet first, as before.
+    path: str | None = doc(
+        "absolute path of the ELF object on the daemon's host (or give `image`)",
+        default=None, kw_only=True,
+    )
     programs: list[ProgramSelector] = doc("programs to load from the object (at least one)")
     global_data: dict[str, bytes] = doc(
         "global variables (in .rodata/.data/.bss) to set before load, NAME -> hex bytes",
@@ -39,6 +64,9 @@ class LoadRequest:
     map_owner_id: int | None = doc(
         "share the maps of this already-loaded program instead of creating new ones",
         default=None,
+    )
+    image: ImageSource | None = doc(
+        "load from this bytecode image instead of `path` (exactly one of the two)", default=None
     )
 
 

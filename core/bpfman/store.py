@@ -43,7 +43,10 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL in WAL mode survives any process crash; only an OS crash can
+        # lose the last commits, and that also wipes the kernel objects they
+        # describe (reconcile then clears or restores them).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
 
     def close(self) -> None:
@@ -77,12 +80,13 @@ class Store:
     def insert_program(self, p: ProgramRecord) -> None:
         self._db.execute(
             "INSERT INTO programs (program_id, name, type, path, pin_path, map_owner_id,"
-            " map_pin_dir, global_data, metadata, loaded_by_uid, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " map_pin_dir, global_data, metadata, loaded_by_uid, created_at, attach_func, image)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 p.program_id, p.name, p.type, p.path, p.pin_path, p.map_owner_id,
                 p.map_pin_dir, json.dumps({k: v.hex() for k, v in p.global_data.items()}),
                 json.dumps(p.metadata), p.loaded_by_uid, p.created_at or now_iso(),
+                p.attach_func, p.image,
             ),
         )
 

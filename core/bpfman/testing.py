@@ -63,6 +63,14 @@ def compile_bpf(source: Path, out_dir: Path, *, defines: dict[str, str] | None =
 TEST_RUN_ROOT = Path("/run/bpfman-test")
 
 
+def default_start_timeout() -> float:
+    """Seconds to wait for a daemon to listen: 30 on real hardware; inside the
+    test VM (software-emulated, Python over 9p) start-up takes about a minute."""
+    if value := os.environ.get("BPFMAN_DAEMON_START_TIMEOUT"):
+        return float(value)
+    return 300.0 if os.environ.get("BPFMAN_IN_VM") == "1" else 30.0
+
+
 class DaemonProcess:
     """`bpfman daemon` in a subprocess with its own socket, state and bpffs.
 
@@ -80,7 +88,9 @@ class DaemonProcess:
         self.config.write_text(config_text)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
+    def start(self, timeout: float | None = None, env: dict[str, str] | None = None) -> None:
+        if timeout is None:
+            timeout = default_start_timeout()
         cmd = [sys.executable, "-m", "bpfman", "daemon", "--config", str(self.config),
                "--socket", str(self.socket), "--state-dir", str(self.state_dir),
                "--bpffs", str(self.bpffs), "--log-level", "debug"]

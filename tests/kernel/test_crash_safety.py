@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,6 @@ import pytest
 from bpfman import kernel
 from bpfman.client import RpcError
 from bpfman.testing import DaemonProcess, running_daemon
-
-NAMES = {"count_getpid", "count_getppid"}
-
-
-def our_kernel_programs() -> set[int]:
-    return {p.program_id for p in kernel.iter_programs() if p.name in NAMES}
 
 
 def assert_consistent(d: DaemonProcess) -> dict[str, Any]:
@@ -41,11 +34,12 @@ def assert_consistent(d: DaemonProcess) -> dict[str, Any]:
         assert kernel.link_info(ln["kernel_link_id"]).program_id == ln["program_id"]
     map_dirs = {str(p) for p in (d.bpffs / "maps").iterdir()}
     assert map_dirs == {p["map_pin_dir"] for p in programs}, "map pins and records differ"
-    # Nothing of ours left in the kernel beyond what is recorded (frees are deferred).
-    deadline = time.monotonic() + 2
-    while our_kernel_programs() != {p["program_id"] for p in programs}:
-        assert time.monotonic() < deadline, "kernel programs leaked"
-        time.sleep(0.01)
+    # Every program the kernel keeps alive for this daemon is a pin checked
+    # above or an fd it holds: it must hold none between requests.
+    assert d.proc is not None
+    held = [os.readlink(f"/proc/{d.proc.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{d.proc.pid}/fd")]
+    assert not [h for h in held if h.startswith("anon_inode:bpf")], held
     return {"programs": programs, "links": links}
 
 

@@ -37,3 +37,9 @@ def test_bash_completion_completes_commands_and_options(tmp_path: object) -> Non
     assert complete("map", "") >= {"list", "get", "dump", "update", "delete"}
     assert complete("list", "--a") == {"--all"}
     assert "file" in complete("load", "")
+
+
+def test_program_selector_with_attach_function() -> None:
+    assert cli._program_selector("fentry:on_open:do_sys_openat2") == {
+        "type": "fentry", "name": "on_open", "attach_func": "do_sys_openat2"}
+    assert cli._program_selector("tracepoint:tp") == {"type": "tracepoint", "name": "tp"}

@@ -22,6 +22,7 @@ from bpfman.kernel.info import (
     program_info,
     wait_program_gone,
 )
+from bpfman.kernel.links.detach import detach_link
 from bpfman.kernel.links.perf_event import attach_kprobe, attach_tracepoint, attach_uprobe
 from bpfman.kernel.links.raw_tracepoint import attach_raw_tracepoint
 from bpfman.kernel.links.tcx import Anchor as TcxAnchor
@@ -67,17 +68,27 @@ from bpfman.kernel.splice import (
 )
 from bpfman.kernel.symbols import (
     check_kernel_function,
+    check_process,
     process_root,
     resolve_user_target,
     user_function_offset,
 )
-from bpfman.kernel.tc import interface_index, netns_entered, netns_id
 from bpfman.kernel.system import (
     enable_bpf_stats,
     ensure_bpffs,
     ensure_tracefs,
     kernel_release,
     raise_memlock,
+)
+from bpfman.kernel.tc import (
+    TcFilter,
+    attach_bpf_filter,
+    detach_filter,
+    ensure_clsact,
+    interface_index,
+    list_filters,
+    qdisc_kinds,
+    remove_clsact,
 )
 
 __all__ = [
@@ -91,12 +102,14 @@ __all__ = [
     "ObjectSpec",
     "ProgramLoad",
     "ProgramSpec",
+    "RelocatedProgram",
+    "TcFilter",
     "TcxAnchor",
     "TcxChain",
     "TcxEntry",
     "TcxLinkInfo",
-    "RelocatedProgram",
     "TestRunResult",
+    "attach_bpf_filter",
     "attach_kprobe",
     "attach_raw_tracepoint",
     "attach_tcx",
@@ -104,9 +117,13 @@ __all__ = [
     "attach_tracing",
     "attach_uprobe",
     "check_kernel_function",
-    "enable_bpf_stats",
+    "check_process",
+    "detach_filter",
+    "detach_link",
     "detach_tcx",
+    "enable_bpf_stats",
     "ensure_bpffs",
+    "ensure_clsact",
     "ensure_tracefs",
     "inspect_object",
     "interface_index",
@@ -114,6 +131,7 @@ __all__ = [
     "kernel_release",
     "link_id_of_pin",
     "link_info",
+    "list_filters",
     "load_object",
     "load_program_insns",
     "map_delete",
@@ -123,8 +141,6 @@ __all__ = [
     "map_lookup",
     "map_pin_name",
     "map_update",
-    "netns_entered",
-    "netns_id",
     "open_pinned",
     "pin_exists",
     "pin_fd",
@@ -132,15 +148,17 @@ __all__ = [
     "process_root",
     "program_id_of_pin",
     "program_info",
+    "qdisc_kinds",
     "query_tcx",
     "raise_memlock",
     "relocated_program",
+    "remove_clsact",
     "remove_pin",
     "remove_pin_dir",
-    "tcx_link_info",
-    "update_tcx_link",
     "resolve_user_target",
+    "tcx_link_info",
     "test_run",
+    "update_tcx_link",
     "user_function_offset",
     "wait_program_gone",
 ]

@@ -76,20 +76,11 @@ def bpfman_attach_point(program: ProgramRecord, params: TracepointParams) -> Att
 @hookimpl
 def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
                   params: TracepointParams) -> LinkRecord:
-    pin = Path(link.pin_path)
     kernel_link_id = ctx.kernel.attach_tracepoint(
-        Path(program.pin_path), params.category, params.name, pin
+        Path(program.pin_path), params.category, params.name, Path(link.pin_path)
     )
-    ctx.undo.callback(ctx.kernel.remove_pin, pin)
-    return attrs.evolve(link, kernel_link_id=kernel_link_id,
-                        details={"tracepoint": params.tracepoint})
+    return ctx.adopt_link(link, kernel_link_id, {"tracepoint": params.tracepoint})
 
-
-@hookimpl
-def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) -> bool:
-    # Removing the only reference to the link detaches it.
-    ctx.kernel.remove_pin(Path(link.pin_path))
-    return True
 
 
 @hookimpl

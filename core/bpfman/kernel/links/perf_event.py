@@ -1,5 +1,5 @@
-"""Attach through a perf event: tracepoints (tracefs event ids) and kprobes
-(the kprobe PMU). One mechanism: perf_event_open(2), then
+"""Attach through a perf event: tracepoints (tracefs event ids), kprobes
+(the kprobe PMU) and uprobes (the uprobe PMU). One mechanism: perf_event_open(2), then
 bpf_link_create(prog, perf_fd, BPF_PERF_EVENT), then pin the link. The link
 holds the perf event, so both fds are closed once it is pinned.
 """
@@ -19,6 +19,7 @@ from bpfman.errors import (
     BpfmanError,
     InvalidArgument,
     KernelFeatureMissing,
+    PermissionDenied,
 )
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf, libc
@@ -33,6 +34,7 @@ from bpfman.kernel.links import pin_new_link, require_program_type
 from bpfman.kernel.system import ensure_tracefs
 
 KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
+UPROBE_PMU = Path("/sys/bus/event_source/devices/uprobe")
 # tracefs system/event names: letters, digits, '_', and '-'/'.' inside
 # (e.g. "xhci-hcd"); never '/', never "." or "..".
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -96,9 +98,68 @@ def attach_kprobe(
             field="fn_name",
         )
 
+    def eilseq(_exc: SysError) -> BpfmanError:
+        return InvalidArgument(
+            f"{fn_name}+{offset:#x} is not on an instruction boundary", field="offset"
+        )
+
     return _attach(
         Path(program_pin), attr, Path(link_pin), ("kprobe",), f"{kind} {fn_name}",
-        {errno.ENOENT: missing, errno.EINVAL: einval},
+        {errno.ENOENT: missing, errno.EINVAL: einval, errno.EILSEQ: eilseq},
+    )
+
+
+def attach_uprobe(
+    program_pin: Path, binary_path: Path, offset: int, retprobe: bool, pid: int | None,
+    link_pin: Path,
+) -> int:
+    """Attach the (kprobe-type) program pinned at `program_pin` to file offset
+    `offset` of `binary_path` (its return if `retprobe`), in every process
+    or, with `pid`, only in that process (all its threads).
+
+    The kernel opens `binary_path` in the caller's mount namespace; a path
+    under ``/proc/<pid>/root`` reaches a container's own file (its inode).
+
+    :return: the kernel link id.
+    :raises KernelFeatureMissing: no uprobe PMU.
+    :raises AttachTargetNotFound: no such file, or no process `pid`.
+    """
+    binary_path = Path(binary_path)
+    if not binary_path.is_absolute():
+        raise InvalidArgument(f"uprobe target {binary_path} is not absolute", field="target")
+    if offset <= 0:
+        raise InvalidArgument("uprobe file offset must be positive", field="offset")
+    if pid is not None and pid <= 0:
+        raise InvalidArgument("pid must be positive", field="pid")
+    pmu_type = _pmu_type(UPROBE_PMU, "uprobes", "CONFIG_UPROBE_EVENTS", "4.17")
+    config = 1 << _retprobe_bit(UPROBE_PMU) if retprobe else 0
+    path = ctypes.create_string_buffer(os.fsencode(binary_path))  # alive for the syscall
+    attr = _attr(pmu_type, config=config, config1=ctypes.addressof(path), config2=offset)
+    kind = "uretprobe" if retprobe else "uprobe"
+    target = f"{kind} {binary_path}:{offset:#x}"
+
+    def no_file(_exc: SysError) -> BpfmanError:
+        return AttachTargetNotFound(f"no file {binary_path} to {kind}", target=str(binary_path))
+
+    def no_process(_exc: SysError) -> BpfmanError:
+        return AttachTargetNotFound(f"no process {pid} to {kind} in", pid=pid)
+
+    def einval(_exc: SysError) -> BpfmanError:
+        return InvalidArgument(
+            f"cannot {kind} {binary_path} at offset {offset:#x} (beyond the file,"
+            " or not a regular file)", field="offset",
+        )
+
+    def denied(exc: SysError) -> BpfmanError:
+        # A pid the daemon may not trace (ptrace access checks), or a file it may not open.
+        return PermissionDenied(f"cannot {kind} {binary_path} (pid {pid}): {exc.strerror}",
+                                pid=pid, target=str(binary_path))
+
+    return _attach(
+        Path(program_pin), attr, Path(link_pin), ("kprobe",), target,
+        {errno.ENOENT: no_file, errno.ESRCH: no_process, errno.EINVAL: einval,
+         errno.EACCES: denied, errno.EPERM: denied},
+        pid=-1 if pid is None else pid,
     )
 
 
@@ -121,14 +182,16 @@ def _attach(
     allowed: tuple[str, ...],
     target: str,
     open_errors: Mapping[int, Callable[[SysError], BpfmanError]] | None = None,
+    pid: int = -1,
 ) -> int:
     with ExitStack() as fds:
         prog_fd = fds.enter_context(pins.open_pinned(program_pin, "prog"))
         require_program_type(prog_fd, allowed, target)
         # pid -1, cpu 0: a BPF program on a tracing perf event runs for every
-        # task on every CPU; the event only has to exist once.
+        # task on every CPU; the event only has to exist once. With a pid the
+        # event follows that task on any CPU (cpu -1), which filters uprobes.
         with kernel_errors("perf_event_open", open_errors, target=target):
-            perf_fd = libc.perf_event_open(attr, pid=-1, cpu=0)
+            perf_fd = libc.perf_event_open(attr, pid=pid, cpu=0 if pid == -1 else -1)
         fds.callback(os.close, perf_fd)
         with kernel_errors("bpf_link_create", target=target):
             link_fd = libbpf.bpf_link_create(prog_fd, perf_fd, BPF_PERF_EVENT, None)
@@ -137,14 +200,16 @@ def _attach(
     raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
 
 
-def _pmu_type(pmu: Path) -> int:
+def _pmu_type(
+    pmu: Path, feature: str = "kprobes", config: str = "CONFIG_KPROBES", min_version: str = "4.17"
+) -> int:
     try:
         return int((pmu / "type").read_text().strip())
     except FileNotFoundError:
         raise KernelFeatureMissing(
-            "kprobes",
-            f"no kprobe PMU at {pmu} (kernel built without CONFIG_KPROBES)",
-            min_version="4.17",
+            feature,
+            f"no {pmu.name} PMU at {pmu} (kernel built without {config})",
+            min_version=min_version,
         ) from None
 
 

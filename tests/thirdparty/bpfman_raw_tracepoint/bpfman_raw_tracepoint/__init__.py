@@ -41,16 +41,10 @@ def bpfman_validate_attach(ctx, program, params: RawTracepointParams) -> None:
 
 @hookimpl
 def bpfman_attach(ctx, program, link, params: RawTracepointParams):
-    pin = Path(link.pin_path)
-    kernel_link_id = ctx.kernel.attach_raw_tracepoint(Path(program.pin_path), params.name, pin)
-    ctx.undo.callback(ctx.kernel.remove_pin, pin)
-    return attrs.evolve(link, kernel_link_id=kernel_link_id)
-
-
-@hookimpl
-def bpfman_detach(ctx, program, link) -> bool:
-    ctx.kernel.remove_pin(Path(link.pin_path))
-    return True
+    kernel_link_id = ctx.kernel.attach_raw_tracepoint(
+        Path(program.pin_path), params.name, Path(link.pin_path))
+    # Detach needs no hook: the core releases a plain pinned link itself.
+    return ctx.adopt_link(link, kernel_link_id)
 
 
 @hookimpl

@@ -1,0 +1,286 @@
+"""TCX links (Linux 6.6+): the kernel's own multi-program chain per
+interface and direction (bpf_mprog).
+
+A link is created with bpf_link_create(BPF_TCX_INGRESS|EGRESS) at a
+position given as an `Anchor` value (head, tail, before/after a program or
+a link), guarded by the chain's `expected_revision`: when someone else
+changed the chain between our query and our attach the kernel answers
+ESTALE, and `attach_tcx` re-queries, recomputes the anchor and retries.
+Links are pinned; a link lives as long as its pin, but `detach_tcx` detaches
+it synchronously (BPF_LINK_DETACH) before unpinning, so the program is out
+of the chain when the call returns.
+
+Every call takes a `bpfman.netns.NetNs` (default: the daemon's): interface
+indexes are per namespace, so the syscalls run inside it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, StateDrift
+from bpfman.kernel import pins
+from bpfman.kernel._sys import bpfcmd
+from bpfman.kernel._sys.errors import SysError, kernel_errors
+from bpfman.kernel._sys.structs import BpfLinkInfo
+from bpfman.kernel.links import pin_new_link, require_program_type
+from bpfman.kernel.tc import host_netns
+
+if TYPE_CHECKING:
+    from bpfman.netns import NetNs
+
+Direction = Literal["ingress", "egress"]
+PathLike = Path | str
+
+_ATTACH_TYPE = {"ingress": bpfcmd.BPF_TCX_INGRESS, "egress": bpfcmd.BPF_TCX_EGRESS}
+_DIRECTION = {v: k for k, v in _ATTACH_TYPE.items()}
+MAX_STALE_RETRIES = 8
+
+
+@attrs.frozen
+class Anchor:
+    """Where a new program goes in a TCX chain. Build it with the class
+    methods; only this module knows the kernel's flag bits."""
+
+    flags: int = 0
+    relative_id: int = 0
+    text: str = "append"
+
+    @classmethod
+    def append(cls) -> Anchor:
+        return cls()
+
+    @classmethod
+    def head(cls) -> Anchor:
+        return cls(bpfcmd.BPF_F_BEFORE, 0, "head")
+
+    @classmethod
+    def tail(cls) -> Anchor:
+        return cls(bpfcmd.BPF_F_AFTER, 0, "tail")
+
+    @classmethod
+    def before(cls, program_id: int) -> Anchor:
+        return cls(bpfcmd.BPF_F_BEFORE | bpfcmd.BPF_F_ID, program_id,
+                   f"before program {program_id}")
+
+    @classmethod
+    def after(cls, program_id: int) -> Anchor:
+        return cls(bpfcmd.BPF_F_AFTER | bpfcmd.BPF_F_ID, program_id, f"after program {program_id}")
+
+    @classmethod
+    def before_link(cls, kernel_link_id: int) -> Anchor:
+        return cls(bpfcmd.BPF_F_BEFORE | bpfcmd.BPF_F_ID | bpfcmd.BPF_F_LINK, kernel_link_id,
+                   f"before link {kernel_link_id}")
+
+    @classmethod
+    def after_link(cls, kernel_link_id: int) -> Anchor:
+        return cls(bpfcmd.BPF_F_AFTER | bpfcmd.BPF_F_ID | bpfcmd.BPF_F_LINK, kernel_link_id,
+                   f"after link {kernel_link_id}")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@attrs.frozen
+class TcxEntry:
+    """One slot of a TCX chain; `kernel_link_id` is 0 for a program attached
+    without a link (BPF_PROG_ATTACH)."""
+
+    program_id: int
+    kernel_link_id: int
+
+
+@attrs.frozen
+class TcxChain:
+    """The kernel's TCX chain on one hook, first to run first."""
+
+    ifindex: int
+    direction: str
+    revision: int
+    entries: tuple[TcxEntry, ...]
+
+    def link_ids(self) -> list[int]:
+        return [e.kernel_link_id for e in self.entries]
+
+    def program_ids(self) -> list[int]:
+        return [e.program_id for e in self.entries]
+
+
+@attrs.frozen
+class TcxLinkInfo:
+    kernel_link_id: int
+    program_id: int
+    ifindex: int  # 0 once the device is gone (the link is defunct)
+    direction: str | None
+
+
+def _attach_type(direction: str) -> int:
+    try:
+        return _ATTACH_TYPE[direction]
+    except KeyError:
+        raise InvalidArgument(f"direction must be ingress or egress, not {direction!r}",
+                              field="direction") from None
+
+
+def _query(ifindex: int, attach_type: int) -> tuple[int, list[TcxEntry]]:
+    """(revision, entries) of one hook; the caller is in the right netns."""
+    nodev = {errno.ENODEV: lambda _e: AttachTargetNotFound(
+        f"no interface with index {ifindex}", ifindex=ifindex)}
+    capacity = 64  # bpf_mprog holds at most 63 programs
+    prog_ids = (ctypes.c_uint32 * capacity)()
+    link_ids = (ctypes.c_uint32 * capacity)()
+    attr = bpfcmd.ProgQueryAttr(
+        target_ifindex=ifindex, attach_type=attach_type,
+        prog_ids=ctypes.addressof(prog_ids), count=capacity,
+        link_ids=ctypes.addressof(link_ids),
+    )
+    try:
+        bpfcmd.bpf(bpfcmd.BPF_PROG_QUERY, attr, "bpf_prog_query")
+    except SysError as exc:
+        if exc.errno == errno.ENOENT:  # nothing attached, on kernels that say so
+            return 1, []
+        with kernel_errors("bpf_prog_query(tcx)", nodev, ifindex=ifindex):
+            raise
+    count = min(int(attr.count), capacity)
+    entries = [TcxEntry(int(prog_ids[i]), int(link_ids[i])) for i in range(count)]
+    return int(attr.revision), entries
+
+
+def query_tcx(ifindex: int, direction: str, *, netns: NetNs | None = None) -> TcxChain:
+    """The TCX chain on `ifindex`/`direction`, with its revision."""
+    attach_type = _attach_type(direction)
+    with host_netns(netns).entered():
+        revision, entries = _query(ifindex, attach_type)
+    return TcxChain(ifindex, direction, revision, tuple(entries))
+
+
+def attach_tcx(
+    program_pin: PathLike,
+    ifindex: int,
+    direction: str,
+    link_pin: PathLike,
+    position: Anchor | Callable[[TcxChain], Anchor],
+    *,
+    netns: NetNs | None = None,
+    retries: int = MAX_STALE_RETRIES,
+) -> int:
+    """Attach the sched_cls program pinned at `program_pin` to the TCX hook
+    and pin the new link at `link_pin`.
+
+    :param position: an `Anchor`, or a function that computes one from the
+        chain as it is now; it is called again after every stale revision.
+    :return: the kernel link id.
+    :raises Conflict: the program is already on this hook (EEXIST), or the
+        chain is full (ERANGE), or the chain kept changing under us.
+    :raises AttachTargetNotFound: no such interface, or the anchor's
+        program/link is not on the hook.
+    """
+    attach_type = _attach_type(direction)
+    if ifindex < 1:
+        raise InvalidArgument(f"invalid interface index {ifindex}", field="iface")
+    with ExitStack() as fds:
+        prog_fd = fds.enter_context(pins.open_pinned(program_pin, "prog"))
+        require_program_type(prog_fd, ("sched_cls",), f"tcx {direction}")
+        with host_netns(netns).entered():
+            for _attempt in range(max(1, retries)):
+                revision, entries = _query(ifindex, attach_type)
+                chain = TcxChain(ifindex, direction, revision, tuple(entries))
+                anchor = position(chain) if callable(position) else position
+                attr = bpfcmd.TcxLinkCreateAttr(
+                    prog_fd=prog_fd, target_ifindex=ifindex, attach_type=attach_type,
+                    flags=anchor.flags, relative_id=anchor.relative_id,
+                    expected_revision=revision,
+                )
+                try:
+                    link_fd = bpfcmd.bpf(bpfcmd.BPF_LINK_CREATE, attr, "bpf_link_create(tcx)")
+                except SysError as exc:
+                    if exc.errno == errno.ESTALE:
+                        continue
+                    _raise_attach_error(exc, ifindex, direction, anchor)
+                fds.callback(os.close, link_fd)
+                return pin_new_link(link_fd, Path(link_pin))
+        raise Conflict(f"the tcx {direction} chain on ifindex {ifindex} changed during each of"
+                       f" {retries} attempts (stale revision)", ifindex=ifindex)
+    raise AssertionError("unreachable")
+
+
+def _raise_attach_error(exc: SysError, ifindex: int, direction: str, anchor: Anchor) -> None:
+    on = {
+        errno.ENODEV: lambda _e: AttachTargetNotFound(
+            f"no interface with index {ifindex}", ifindex=ifindex),
+        errno.EEXIST: lambda _e: Conflict(
+            f"the program is already attached to tcx {direction} on ifindex {ifindex}"
+            " (load another copy to run it twice)", ifindex=ifindex),
+        errno.ERANGE: lambda _e: Conflict(
+            f"tcx {direction} chain on ifindex {ifindex}: chain full or {anchor} impossible",
+            ifindex=ifindex),
+        errno.ENOENT: lambda _e: AttachTargetNotFound(
+            f"tcx anchor not on the hook: {anchor}", ifindex=ifindex),
+    }
+    with kernel_errors("bpf_link_create(tcx)", on, ifindex=ifindex, direction=direction):
+        raise exc
+
+
+def tcx_link_info(link_pin: PathLike) -> TcxLinkInfo:
+    """What the TCX link pinned at `link_pin` is attached to."""
+    with pins.open_pinned(link_pin, "link") as fd:
+        return _link_info_of_fd(fd)
+
+
+def _link_info_of_fd(fd: int) -> TcxLinkInfo:
+    info = BpfLinkInfo()
+    pins.object_info(fd, info, "bpf_obj_get_info_by_fd(link)")
+    if info.type != bpfcmd.BPF_LINK_TYPE_TCX:
+        raise InvalidArgument(f"link {info.id} is not a tcx link (type {info.type})",
+                              field="link")
+    raw = bytes(info.union)
+    ifindex = int.from_bytes(raw[0:4], "little")
+    attach_type = int.from_bytes(raw[4:8], "little")
+    return TcxLinkInfo(int(info.id), int(info.prog_id), ifindex, _DIRECTION.get(attach_type))
+
+
+def update_tcx_link(link_pin: PathLike, program_pin: PathLike) -> None:
+    """Swap the program of a TCX link in place (BPF_LINK_UPDATE): the new
+    program takes the old one's slot in one step."""
+    with pins.open_pinned(link_pin, "link") as link_fd, \
+            pins.open_pinned(program_pin, "prog") as prog_fd:
+        require_program_type(prog_fd, ("sched_cls",), "a tcx link")
+        attr = bpfcmd.LinkUpdateAttr(link_fd=link_fd, new_prog_fd=prog_fd)
+        on = {
+            errno.EEXIST: lambda _e: Conflict("the new program is already on this tcx hook"),
+            errno.ENOLINK: lambda _e: StateDrift("the link's interface is gone",
+                                                 pin=str(link_pin)),
+        }
+        with kernel_errors("bpf_link_update(tcx)", on, pin=str(link_pin)):
+            bpfcmd.bpf(bpfcmd.BPF_LINK_UPDATE, attr, "bpf_link_update")
+
+
+def detach_tcx(link_pin: PathLike) -> bool:
+    """Detach the link pinned at `link_pin` now and remove the pin.
+
+    Idempotent: a missing pin returns False; a link whose interface is
+    already gone is just unpinned.
+    """
+    try:
+        with pins.open_pinned(link_pin, "link") as fd:
+            attr = bpfcmd.LinkDetachAttr(link_fd=fd)
+            try:
+                bpfcmd.bpf(bpfcmd.BPF_LINK_DETACH, attr, "bpf_link_detach")
+            except SysError as exc:
+                # ENOLINK/EINVAL: already detached (device gone); fine.
+                if exc.errno not in (errno.ENOLINK, errno.EINVAL, errno.ENOENT):
+                    with kernel_errors("bpf_link_detach(tcx)", pin=str(link_pin)):
+                        raise
+    except StateDrift:
+        return False
+    with suppress(FileNotFoundError):
+        os.unlink(link_pin)
+    return True

@@ -1,0 +1,185 @@
+"""Netlink (pyroute2): interfaces by name inside a netns, and XDP programs
+attached through IFLA_XDP, the way libxdp and `ip link` do it.
+
+An XDP attachment made here is not a bpf_link: it is owned by the interface
+and survives the daemon. Replacing one is atomic and conditional:
+``XDP_FLAGS_REPLACE`` with ``IFLA_XDP_EXPECTED_FD`` makes the kernel swap
+only if the expected program is still the one attached (otherwise EEXIST,
+reported as `Conflict`). A first attach uses ``XDP_FLAGS_UPDATE_IF_NOEXIST``.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import attrs
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
+from bpfman.netns import NetNs
+
+_HERE = NetNs()  # the daemon's own namespace
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4
+
+#: our name for each XDP mode -> its attach flag
+XDP_MODES = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE,
+             "offload": XDP_FLAGS_HW_MODE}
+_ATTACHED = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload",
+             "xdpmulti": "multi"}
+
+
+@contextmanager
+def _ipr(netns: NetNs) -> Iterator[IPRoute]:
+    # The socket belongs to the namespace it was created in, for good.
+    with netns.entered():
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _kernel_error(op: str, exc: NetlinkError, **details: object) -> KernelError:
+    return KernelError(op, exc.code, f"{op} failed: {exc}", **details)
+
+
+def ifindex(name: str, netns: NetNs = _HERE) -> int:
+    """The ifindex of interface `name` in `netns`.
+
+    :raises AttachTargetNotFound: no such interface there.
+    """
+    if not name or len(name) > 15 or "/" in name:
+        raise InvalidArgument(f"invalid interface name {name!r}", field="iface")
+    with _ipr(netns) as ipr:
+        found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise AttachTargetNotFound(f"no interface {name!r} in {netns}", iface=name,
+                                   netns=str(netns))
+    return int(found[0])
+
+
+@attrs.frozen
+class XdpState:
+    """What is attached to an interface's XDP hook (kernel ids, 0 = none)."""
+
+    ifindex: int
+    mode: str | None  # "native", "generic", "offload", "multi" or None
+    program_id: int  # the one program when a single mode is in use
+    native_id: int = 0
+    generic_id: int = 0
+    offload_id: int = 0
+
+    def id_in(self, mode: str) -> int:
+        return {"native": self.native_id, "generic": self.generic_id,
+                "offload": self.offload_id}.get(mode, 0)
+
+
+def xdp_query(index: int, netns: NetNs = _HERE) -> XdpState:
+    """What is attached at interface `index` in `netns`.
+
+    :raises AttachTargetNotFound: the interface is gone.
+    """
+    with _ipr(netns) as ipr:
+        try:
+            msg = ipr.get_links(index)[0]
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                raise AttachTargetNotFound(f"no interface with index {index} in {netns}",
+                                           ifindex=index) from exc
+            raise _kernel_error("RTM_GETLINK", exc, ifindex=index) from exc
+    xdp = msg.get_attr("IFLA_XDP")
+    attrs_ = dict(xdp["attrs"]) if xdp else {}
+    mode = _ATTACHED.get(attrs_.get("IFLA_XDP_ATTACHED") or "")
+    state = XdpState(
+        ifindex=index, mode=mode, program_id=int(attrs_.get("IFLA_XDP_PROG_ID") or 0),
+        native_id=int(attrs_.get("IFLA_XDP_DRV_PROG_ID") or 0),
+        generic_id=int(attrs_.get("IFLA_XDP_SKB_PROG_ID") or 0),
+        offload_id=int(attrs_.get("IFLA_XDP_HW_PROG_ID") or 0),
+    )
+    if mode in XDP_MODES and not state.id_in(mode):
+        # Older kernels report only IFLA_XDP_PROG_ID for a single mode.
+        state = attrs.evolve(state, **{f"{mode}_id": state.program_id})
+    return state
+
+
+def _set_xdp(ipr: IPRoute, index: int, fd: int, flags: int, expected_fd: int | None) -> None:
+    nested: list[tuple[str, int]] = [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]
+    if expected_fd is not None:
+        nested.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
+    ipr.link("set", index=index, xdp={"attrs": nested})
+
+
+def xdp_attach(index: int, prog_fd: int, *, netns: NetNs = _HERE, mode: str = "auto",
+               expected_fd: int | None = None) -> str:
+    """Attach (or atomically replace) the XDP program at interface `index`.
+
+    :param mode: "native", "generic", "offload", or "auto" (native, and
+        generic when the driver refuses native: EOPNOTSUPP/EINVAL).
+    :param expected_fd: None to attach only if nothing is attached; an fd of
+        the program expected to be attached now, to replace it atomically.
+    :return: the mode used.
+    :raises Conflict: something else is attached (EBUSY/EEXIST), or the
+        expected program is no longer the one attached.
+    """
+    if mode != "auto" and mode not in XDP_MODES:
+        raise InvalidArgument(f"unknown XDP mode {mode!r}", field="xdp_mode")
+    tries = ["native", "generic"] if mode == "auto" else [mode]
+    last: NetlinkError | None = None
+    with _ipr(netns) as ipr:
+        for m in tries:
+            flags = XDP_MODES[m]
+            flags |= XDP_FLAGS_UPDATE_IF_NOEXIST if expected_fd is None else XDP_FLAGS_REPLACE
+            try:
+                _set_xdp(ipr, index, prog_fd, flags, expected_fd)
+                return m
+            except NetlinkError as exc:
+                last = exc
+                if exc.code in (errno.EOPNOTSUPP, errno.EINVAL) and m != tries[-1]:
+                    continue  # the driver has no native XDP: try generic
+                break
+    assert last is not None
+    _raise_attach(last, index, netns, expected_fd)
+    raise AssertionError("unreachable")
+
+
+def _raise_attach(exc: NetlinkError, index: int, netns: NetNs, expected_fd: int | None) -> None:
+    if exc.code == errno.EEXIST and expected_fd is not None:
+        raise Conflict(f"the XDP program on interface {index} in {netns} changed"
+                       " meanwhile (someone else replaced it); nothing was changed",
+                       ifindex=index) from exc
+    if exc.code in (errno.EEXIST, errno.EBUSY):
+        raise Conflict(f"interface {index} in {netns} already has an XDP program this"
+                       " daemon does not manage (or one held by a bpf_link):"
+                       f" {exc}", ifindex=index) from exc
+    if exc.code == errno.ENODEV:
+        raise AttachTargetNotFound(f"no interface with index {index} in {netns}",
+                                   ifindex=index) from exc
+    raise _kernel_error("XDP attach (RTM_SETLINK IFLA_XDP)", exc, ifindex=index) from exc
+
+
+def xdp_detach(index: int, *, netns: NetNs = _HERE, mode: str,
+               expected_fd: int | None = None) -> bool:
+    """Remove the XDP program at interface `index` (in `mode`), only if it is
+    still the expected one when `expected_fd` is given.
+
+    :return: False when the interface is gone (nothing to detach).
+    """
+    flags = XDP_MODES.get(mode, 0)
+    if expected_fd is not None:
+        flags |= XDP_FLAGS_REPLACE
+    with _ipr(netns) as ipr:
+        try:
+            _set_xdp(ipr, index, -1, flags, expected_fd)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return False
+            _raise_attach(exc, index, netns, expected_fd)
+    return True

@@ -1,0 +1,245 @@
+"""Traffic control through netlink (pyroute2): interfaces in a network
+namespace, the clsact qdisc and cls_bpf direct-action filters.
+
+Interface indexes, qdiscs and filters all belong to a network namespace.
+Every function takes a `bpfman.netns.NetNs` (default: the daemon's own);
+the calling thread enters it for the duration of the call only (the
+daemon's kernel lane is a worker thread, so this never moves the trio
+thread).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
+from bpfman.kernel import pins
+from bpfman.kernel.links import require_program_type
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+    # bpfman.netns imports bpfman.kernel._sys, which runs this package's
+    # __init__: import it lazily to keep `import bpfman.netns` first working.
+    from bpfman.netns import NetNs
+
+
+def host_netns(netns: NetNs | None = None) -> NetNs:
+    """`netns`, or the daemon's own namespace when None."""
+    from bpfman.netns import NetNs
+
+    return netns if netns is not None else NetNs()
+
+
+def interface_index(iface: str, *, netns: NetNs | None = None) -> int:
+    """The index of interface `iface` in `netns` (`bpfman.kernel.netlink.ifindex`).
+
+    :raises AttachTargetNotFound: no such interface there.
+    """
+    from bpfman.kernel.netlink import ifindex
+
+    return ifindex(iface, host_netns(netns))
+
+
+# linux/pkt_sched.h: the clsact qdisc and its two filter parents.
+TC_H_CLSACT = 0xFFFFFFF1
+CLSACT_HANDLE = 0xFFFF0000
+TC_H_MIN_INGRESS = 0xFFF2
+TC_H_MIN_EGRESS = 0xFFF3
+_PARENT = {"ingress": CLSACT_HANDLE | TC_H_MIN_INGRESS, "egress": CLSACT_HANDLE | TC_H_MIN_EGRESS}
+ETH_P_ALL = 0x0003
+TCA_BPF_FLAG_ACT_DIRECT = 1
+
+
+@attrs.frozen
+class TcFilter:
+    """One classifier on a clsact direction, as `tc filter show` lists it."""
+
+    direction: str
+    priority: int
+    handle: int
+    kind: str  # "bpf", "u32", "flower", ...
+    protocol: int
+    name: str | None = None  # cls_bpf: the name given at attach
+    direct_action: bool = False
+
+
+def _parent(direction: str) -> int:
+    try:
+        return _PARENT[direction]
+    except KeyError:
+        raise InvalidArgument(f"direction must be ingress or egress, not {direction!r}",
+                              field="direction") from None
+
+
+@contextmanager
+def _ipr(netns: NetNs | None) -> Iterator[IPRoute]:
+    from pyroute2 import IPRoute
+
+    with host_netns(netns).entered():
+        ipr = IPRoute()  # the socket stays in the namespace it was made in
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _netlink_error(op: str, exc: Any, **details: Any) -> KernelError:
+    code = int(getattr(exc, "code", 0) or errno.EIO)
+    return KernelError(op, code, f"{op} failed: {exc}", **details)
+
+
+def qdisc_kinds(ifindex: int, *, netns: NetNs | None = None) -> dict[int, str]:
+    """parent handle -> kind of the qdiscs on the interface's ingress side
+    (clsact and ingress both sit at parent TC_H_CLSACT = TC_H_INGRESS)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr(netns) as ipr:
+        try:
+            qdiscs = ipr.get_qdiscs(index=ifindex)
+        except NetlinkError as exc:
+            raise _netlink_error("tc qdisc show", exc, ifindex=ifindex) from exc
+    return {int(q["parent"]): str(q.get_attr("TCA_KIND")) for q in qdiscs
+            if q["index"] == ifindex}
+
+
+def ensure_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
+    """Make sure the interface has a clsact qdisc.
+
+    :return: True when this call created it (the caller owns it), False when
+        one was there already.
+    :raises Conflict: an `ingress` qdisc holds the slot clsact needs.
+    """
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    present = qdisc_kinds(ifindex, netns=netns).get(TC_H_CLSACT)
+    if present == "clsact":
+        return False
+    if present is not None:
+        raise Conflict(f"interface {ifindex} has an {present!r} qdisc where clsact must go;"
+                       " remove it (tc qdisc del dev IFACE ingress) or use the tcx type",
+                       ifindex=ifindex, qdisc=present)
+    with _ipr(netns) as ipr:
+        try:
+            ipr.tc("add", "clsact", ifindex)
+        except NetlinkError as exc:
+            if exc.code == errno.EEXIST:  # someone was faster: theirs, not ours
+                return False
+            raise _netlink_error("tc qdisc add clsact", exc, ifindex=ifindex) from exc
+    return True
+
+
+def remove_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
+    """Delete the interface's clsact qdisc (and every filter on it).
+    Returns False when there was none (or the interface is gone)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _ipr(netns) as ipr:
+        try:
+            ipr.tc("del", "clsact", ifindex)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                return False
+            raise _netlink_error("tc qdisc del clsact", exc, ifindex=ifindex) from exc
+    return True
+
+
+def list_filters(ifindex: int, direction: str, *,
+                 netns: NetNs | None = None) -> list[TcFilter]:
+    """The filters on a clsact direction, in run order (priority ascending).
+    An interface without clsact has none."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    parent = _parent(direction)
+    with _ipr(netns) as ipr:
+        try:
+            msgs = ipr.get_filters(index=ifindex, parent=parent)
+        except NetlinkError as exc:
+            if exc.code in (errno.EINVAL, errno.ENOENT):
+                return []
+            raise _netlink_error("tc filter show", exc, ifindex=ifindex) from exc
+    out = []
+    for m in msgs:
+        if m["index"] != ifindex or not m["handle"]:
+            continue  # the per-priority header entry has handle 0
+        options = m.get_attr("TCA_OPTIONS")
+        name = options.get_attr("TCA_BPF_NAME") if options is not None else None
+        flags = options.get_attr("TCA_BPF_FLAGS") if options is not None else None
+        info = int(m["info"])
+        out.append(TcFilter(direction=direction, priority=info >> 16, handle=int(m["handle"]),
+                            kind=str(m.get_attr("TCA_KIND")),
+                            protocol=int.from_bytes((info & 0xFFFF).to_bytes(2, "little"),
+                                                    "big"),
+                            name=name, direct_action=bool((flags or 0) & TCA_BPF_FLAG_ACT_DIRECT)))
+    return sorted(out, key=lambda f: (f.priority, f.handle))
+
+
+def attach_bpf_filter(program_pin: Path | str, ifindex: int, direction: str, *, priority: int,
+                      handle: int, name: str, replace: bool = False,
+                      netns: NetNs | None = None) -> None:
+    """Attach the sched_cls program pinned at `program_pin` as a cls_bpf
+    direct-action filter (protocol all) at `priority`/`handle`.
+
+    With `replace`, the filter at that priority and handle must exist and
+    gets the new program in one step (NLM_F_REPLACE: packets see the old
+    program or the new one, never neither). Without it, an existing filter
+    there is a `Conflict` (NLM_F_EXCL).
+    """
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    parent = _parent(direction)
+    if not 1 <= priority <= 0xFFFF or not 1 <= handle <= 0xFFFFFFFF:
+        raise InvalidArgument("tc priority must be 1..65535 and handle 1..2^32-1",
+                              field="priority")
+    with pins.open_pinned(program_pin, "prog") as fd:
+        require_program_type(fd, ("sched_cls",), f"tc {direction}")
+        with _ipr(netns) as ipr:
+            try:
+                ipr.tc("replace-filter" if replace else "add-filter", "bpf", ifindex, handle,
+                       fd=fd, name=name, parent=parent, prio=priority, protocol=ETH_P_ALL,
+                       direct_action=True)
+            except NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise Conflict(f"a tc filter already exists at {direction} priority"
+                                   f" {priority} handle {handle:#x}", ifindex=ifindex) from exc
+                if exc.code == errno.ENODEV:
+                    raise AttachTargetNotFound(f"no interface with index {ifindex}",
+                                               ifindex=ifindex) from exc
+                raise _netlink_error("tc filter replace" if replace else "tc filter add", exc,
+                                     ifindex=ifindex, priority=priority) from exc
+
+
+def detach_filter(ifindex: int, direction: str, *, priority: int, handle: int, kind: str = "bpf",
+                  netns: NetNs | None = None) -> bool:
+    """Delete one filter; False when it (or the interface, or clsact) is gone."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    parent = _parent(direction)
+    with _ipr(netns) as ipr:
+        try:
+            ipr.tc("del-filter", kind, ifindex, handle, parent=parent, prio=priority,
+                   protocol=ETH_P_ALL)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                return False
+            raise _netlink_error("tc filter del", exc, ifindex=ifindex) from exc
+    return True
+
+
+__all__ = [
+    "TcFilter",
+    "attach_bpf_filter",
+    "detach_filter",
+    "ensure_clsact",
+    "host_netns",
+    "interface_index",
+    "list_filters",
+    "qdisc_kinds",
+    "remove_clsact",
+]

@@ -1,0 +1,1 @@
+"""The fentry and fexit program types for pybpfman (a built-in plugin)."""

@@ -1,0 +1,1 @@
+"""The kprobe and kretprobe program types for pybpfman (a built-in plugin)."""

@@ -1,0 +1,1 @@
+"""The tc and tcx program types for pybpfman (a built-in plugin package)."""

@@ -1,0 +1,1 @@
+"""The uprobe and uretprobe program types for pybpfman (a built-in plugin)."""

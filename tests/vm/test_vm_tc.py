@@ -1,0 +1,124 @@
+"""The `tc` type's freplace dispatcher, inside Debian's 6.12 kernel (extension
+programs load there; the host kernel refuses them and gets the static
+dispatcher, tests/kernel/test_tc.py). Same programs and checks: real packets
+on a veth pair in namespaces the test creates, counts and run order read
+from the programs' maps, `tc filter show` against `dispatcher.list`.
+
+One daemon serves the module (starting one under qemu's software emulation
+takes about a minute).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tc_support import NEXT, OK, PIPE, SHOT, Chain
+
+from bpfman import kernel
+from bpfman.testing import TEST_RUN_ROOT, DaemonProcess, VethPair, veth_pair
+
+DAEMON_START_TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[DaemonProcess]:
+    TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    d = DaemonProcess(Path(tempfile.mkdtemp(prefix="d", dir=TEST_RUN_ROOT)))
+    try:
+        d.start(timeout=DAEMON_START_TIMEOUT)
+        yield d
+    finally:
+        d.cleanup()
+
+
+@pytest.fixture
+def veth() -> Iterator[VethPair]:
+    with veth_pair("vmtc") as pair:
+        yield pair
+
+
+@pytest.fixture
+def chain(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Iterator[Chain]:
+    c = Chain(daemon, bpf_program("tc_chain"), "tc")
+    yield c
+    sys.stderr.write(f"--- daemon log (tail) ---\n{daemon.log_text()[-6000:]}\n")
+    for prog in daemon.client().call("program.list", {}):
+        daemon.client().call("program.unload", {"program_id": prog["program_id"]})
+    assert list((daemon.bpffs / "links").iterdir()) == []
+
+
+def filters(veth: VethPair, direction: str = "ingress") -> list[dict[str, Any]]:
+    out = subprocess.run(["tc", "-n", veth.ns_b, "-j", "filter", "show", "dev", veth.if_b,
+                          direction], capture_output=True, text=True, check=True).stdout
+    return [f for f in json.loads(out or "[]") if "options" in f]
+
+
+def attach(chain: Chain, veth: VethPair, tag: int, priority: int,
+           direction: str = "ingress", **extra: Any) -> dict[str, Any]:
+    return chain.attach(tag, iface=veth.if_b, direction=direction, priority=priority,
+                        netns=veth.netns_b, **extra)
+
+
+def test_freplace_dispatcher_chain(chain: Chain, veth: VethPair,
+                                   daemon: DaemonProcess) -> None:
+    chain.load(1, PIPE)
+    chain.load(2, SHOT)
+    chain.load(3, OK)
+    counter = attach(chain, veth, 1, 10)
+    dropper = attach(chain, veth, 2, 20)
+    passer = attach(chain, veth, 3, 30)
+    [d] = chain.dispatchers()
+    assert d["mode"] == "freplace"
+    assert d["links"] == [counter["link_id"], dropper["link_id"], passer["link_id"]]
+    [f] = filters(veth)
+    assert (f["pref"], f["options"]["prog"]["id"]) == (50, d["program_id"])
+    # Each link's pin now holds its program's extension form.
+    for link in (counter, dropper, passer):
+        info = kernel.program_info(kernel.program_id_of_pin(link["pin_path"]))
+        assert info.kernel_type == "ext"
+
+    assert veth.ping(1) == 0
+    assert chain.trace() == [1, 2]
+    chain.reset_trace()
+    chain.client.call("link.update", {"link_id": passer["link_id"], "params": {"priority": 15}})
+    [d2] = chain.dispatchers()
+    assert d2["mode"] == "freplace" and d2["revision"] == d["revision"] + 1
+    assert filters(veth)[0]["options"]["handle"] == f["options"]["handle"]
+    assert veth.ping(2) == 2
+    assert chain.trace()[:2] == [1, 3]
+    chain.reset_trace()
+    chain.client.call("link.update", {"link_id": passer["link_id"],
+                                      "params": {"proceed_on": ["ok"]}})
+    assert veth.ping(1) == 0
+    assert chain.trace() == [1, 3, 2]
+    assert chain.counts()[1] >= 4
+
+    for link in (counter, dropper, passer):
+        chain.client.call("program.detach", {"link_id": link["link_id"]})
+    assert chain.dispatchers() == [] and filters(veth) == []
+    assert veth.ping(1) == 1
+
+
+def test_freplace_egress_and_tcx_first(chain: Chain, veth: VethPair,
+                                       daemon: DaemonProcess) -> None:
+    """Egress through the freplace dispatcher; a TCX program on the same
+    hook runs before it (TCX runs before cls_bpf filters)."""
+    chain.load(1, PIPE)
+    chain.load(2, SHOT)
+    attach(chain, veth, 1, 1, "egress")
+    attach(chain, veth, 2, 2, "egress")
+    assert veth.ping(2) == 0
+    tcx = Chain(daemon, chain.obj, "tcx")
+    tcx.owner, tcx.map_dir = chain.owner, chain.map_dir
+    tcx.load(9, NEXT)
+    tcx.attach(9, iface=veth.if_b, direction="egress", netns=veth.netns_b)
+    chain.reset_trace()
+    veth.ping(1)
+    assert chain.trace() == [9, 1, 2]
