@@ -17,8 +17,10 @@ APT_PACKAGES=(
     python3 python3-venv python3-dev python3-bpfcc
     clang llvm libbpf-dev libbpf1 bpftool xdp-tools
     iproute2 iputils-ping socat kmod util-linux
-    docker-registry skopeo
 )
+# Only the tests need these: a local OCI registry (started by the tests on
+# 127.0.0.1 only), an independent image client, gcc for uprobe targets.
+TEST_PACKAGES=(docker-registry skopeo gcc)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -93,6 +95,15 @@ run_tests() {
 
 case "$MODE" in
     daemon) need_root; apt_install "${APT_PACKAGES[@]}"; install_daemon ;;
-    test) need_root; apt_install "${APT_PACKAGES[@]}"; shift; run_tests "$@" ;;
+    test)
+        need_root
+        apt_install "${APT_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+        # The package's own service would listen on :5000 on every interface.
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+        fi
+        shift
+        run_tests "$@"
+        ;;
     *) echo "usage: $0 daemon|test [pytest args]" >&2; exit 2 ;;
 esac
