@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -360,7 +361,8 @@ class Manager:
                                params=params)
             if point is None:
                 point = AttachPoint(type=program.type, key=f"program={program.program_id}")
-            with self.store.transaction():
+            dirty = self._mark_dirty(point.lock_key(), owner)
+            with self._unmark_on_failure(dirty, undo), self.store.transaction():
                 draft = LinkRecord(
                     link_id=0,
                     program_id=program.program_id,
@@ -404,6 +406,29 @@ class Manager:
         else:
             self.store.put_dispatcher(record)
         self._record_kernel_links(ordered)
+        self.store.clear_dirty(attach_point)  # committed with the change itself
+
+    def _mark_dirty(self, attach_point: str, owner: KindOwner) -> str | None:
+        """Before changing a multi-prog chain: a committed mark that the
+        caller's own commit removes (see `_converge_dispatchers`)."""
+        if not owner.spec.multiprog:
+            return None
+        with self.store.transaction():
+            self.store.mark_dirty(attach_point, owner.spec.name)
+        return attach_point
+
+    @contextmanager
+    def _unmark_on_failure(self, attach_point: str | None, undo: ExitStack) -> Iterator[None]:
+        """A change that failed (rather than crashed) is undone right here,
+        so its attach point is clean again."""
+        try:
+            yield
+        except BaseException:
+            undo.close()  # the previous chain is back in the kernel
+            if attach_point is not None:
+                with self.store.transaction():
+                    self.store.clear_dirty(attach_point)
+            raise
 
     def _record_kernel_links(self, ordered: list[LinkRecord]) -> None:
         """A chain builder that gives each program its own kernel link (TCX)
@@ -420,8 +445,10 @@ class Manager:
                 self.store.update_link(attrs.evolve(ln, kernel_link_id=kernel_link_id))
 
     def _detach_link(self, program: ProgramRecord, link: LinkRecord) -> None:
+        owner = self.registry.kinds.get(link.type)
+        dirty = self._mark_dirty(link.attach_point, owner) if owner else None
         with ExitStack() as undo:
-            with self.store.transaction():
+            with self._unmark_on_failure(dirty, undo), self.store.transaction():
                 self.store.delete_link(link.link_id)
                 if link.type in self.registry.kinds:
                     ctx = self._ctx(self.registry.kinds[link.type], undo)
@@ -466,7 +493,8 @@ class Manager:
                 link, params=convert.unstructure(params),
                 metadata=link.metadata if req.metadata is None else dict(req.metadata),
             )
-            with self.store.transaction():
+            dirty = self._mark_dirty(link.attach_point, owner)
+            with self._unmark_on_failure(dirty, undo), self.store.transaction():
                 if owner.spec.multiprog:
                     self.store.update_link(updated)
                     self._rebuild(ctx, link.type, link.attach_point)
@@ -631,10 +659,37 @@ class Manager:
                 undo.pop_all()
             for group in found or []:
                 drifts.extend(group or [])
+        drifts.extend(self._converge_dispatchers())
         for drift in drifts:
             log.warning("reconcile: %s", drift)
         if drifts:
             self._notify("bpfman_state_repaired", drifts=drifts)
+        return drifts
+
+    def _converge_dispatchers(self) -> list[Drift]:
+        """Rebuild, from the records, every shared attach point whose change
+        was interrupted.
+
+        A crash between a dispatcher swap and its commit leaves the kernel
+        running a chain the store does not describe (one program more or
+        less). Such attach points are still marked dirty; rebuilding them,
+        one atomic swap each, makes the kernel match the records again.
+        """
+        drifts = []
+        for attach_point, kind in sorted(self.store.list_dirty()):
+            owner = self.registry.kinds.get(kind)
+            if owner is None:
+                continue
+            drifts.append(Drift(f"dispatcher {attach_point}", "a change was interrupted",
+                                "rebuilt from the records"))
+            try:
+                with ExitStack() as undo:
+                    with self.store.transaction():
+                        self._rebuild(self._ctx(owner, undo), kind, attach_point)
+                    undo.pop_all()
+            except BpfmanError as exc:
+                drifts.append(Drift(f"dispatcher {attach_point}", "could not be rebuilt",
+                                    f"left as it was: {exc}"))
         return drifts
 
     def _restore(self, lost: list[tuple[ProgramRecord, list[LinkRecord]]]) -> list[Drift]:

@@ -172,6 +172,18 @@ class Store:
     def delete_dispatcher(self, attach_point: str) -> None:
         self._db.execute("DELETE FROM dispatchers WHERE attach_point = ?", (attach_point,))
 
+    def mark_dirty(self, attach_point: str, kind: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO dirty_attach_points VALUES (?, ?)",
+                         (attach_point, kind))
+
+    def clear_dirty(self, attach_point: str) -> None:
+        self._db.execute("DELETE FROM dirty_attach_points WHERE attach_point = ?",
+                         (attach_point,))
+
+    def list_dirty(self) -> list[tuple[str, str]]:
+        rows = self._db.execute("SELECT attach_point, type FROM dirty_attach_points")
+        return [(r[0], r[1]) for r in rows]
+
     def list_dispatchers(self) -> list[DispatcherRecord]:
         rows = self._db.execute("SELECT * FROM dispatchers ORDER BY attach_point")
         return [DispatcherRecord(**dict(r)) for r in rows]
