@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--type")
     lu = link_sub.add_parser(
         "update", parents=[common], help="change a link in place, e.g. --priority 60",
-        epilog="Every --key value pair is merged over the link's params.",
+        epilog="Every --key value pair is merged over the link's params; "
+        "--program-id N runs program N in the link's place.",
     )
     lu.add_argument("link_id", type=int, metavar="LINK_ID")
     lu.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -350,6 +351,8 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         for key, value in globals_.items():
             setattr(args, key, value)
         params = {"link_id": args.link_id, "params": update}
+        if "program_id" in update:  # --program-id N swaps the program, not a param
+            params["program_id"] = update.pop("program_id")
         if metadata:
             params["metadata"] = metadata
         return "link.update", params

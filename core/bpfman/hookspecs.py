@@ -155,16 +155,23 @@ def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) ->
 def bpfman_update_link(ctx: HookContext, program: ProgramRecord, link: LinkRecord, params: Any) -> (
     LinkRecord | None
 ):
-    """Change an attached link in place (``link.update``) for a type without a dispatcher.
+    """Change an attached link in place (``link.update``).
 
     Called inside the transaction that updates the record, with ``params``
-    the merged, validated new attach parameters. For multi-prog types the core
-    instead stores the new params and calls `bpfman_build_dispatcher`, so
-    they need not implement this hook. Register inverses on ``ctx.undo``.
+    the merged, validated new attach parameters and ``link.program_id`` the
+    program the link must run from now on (it differs from the current one
+    when the caller swaps programs; ``program`` is that program). Register
+    inverses on ``ctx.undo``.
+
+    Types without a dispatcher must implement it to support ``link.update``.
+    Multi-prog types may: the core then stores the returned record and calls
+    `bpfman_build_dispatcher` once; if they return None and the program
+    changed, the core runs `bpfman_detach` (old program) and `bpfman_attach`
+    (new program) on the link before that single rebuild.
 
     :return: ``link`` evolved with the new params and kernel ids, or None when
-        the type cannot update links in place (the core then answers Conflict).
-        Stops at the first non-None result.
+        the type does nothing special (without a dispatcher: cannot update,
+        and the core answers Conflict). Stops at the first non-None result.
 
     .. versionadded:: 0.1
     """

@@ -493,10 +493,30 @@ class Manager:
                 link, params=convert.unstructure(params),
                 metadata=link.metadata if req.metadata is None else dict(req.metadata),
             )
+            if req.program_id is not None and req.program_id != link.program_id:
+                replacement = self._program(req.program_id)
+                self._check_owner(caller, replacement.loaded_by_uid,
+                                  f"program {replacement.program_id}")
+                if replacement.type != link.type:
+                    raise InvalidArgument(
+                        f"program {replacement.program_id} is a {replacement.type} program;"
+                        f" link {link.link_id} is {link.type}", field="program_id")
+                program = replacement
+                updated = attrs.evolve(updated, program_id=replacement.program_id)
             dirty = self._mark_dirty(link.attach_point, owner)
             with self._unmark_on_failure(dirty, undo), self.store.transaction():
                 if owner.spec.multiprog:
-                    self.store.update_link(updated)
+                    result = self._call(link.type, "bpfman_update_link", ctx=ctx,
+                                        program=program, link=updated, params=params)
+                    if result is None and updated.program_id != link.program_id:
+                        # Generic swap: the old program leaves the link and the
+                        # new one joins it; the one rebuild below makes both a
+                        # single atomic change of the chain.
+                        self._call(link.type, "bpfman_detach", ctx=ctx,
+                                   program=self._program(link.program_id), link=link)
+                        result = self._call(link.type, "bpfman_attach", ctx=ctx,
+                                            program=program, link=updated, params=params)
+                    self.store.update_link(result or updated)
                     self._rebuild(ctx, link.type, link.attach_point)
                     updated = self.store.get_link(updated.link_id) or updated
                 else:

@@ -106,6 +106,9 @@ class LinkUpdateRequest:
         factory=dict,
     )
     metadata: dict[str, str] | None = doc("replace the link's metadata", default=None)
+    program_id: int | None = doc(
+        "run this loaded program (of the same type) in the link's place", default=None
+    )
 
 
 @attrs.frozen

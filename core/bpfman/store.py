@@ -134,10 +134,12 @@ class Store:
 
     def update_link(self, link: LinkRecord) -> None:
         self._db.execute(
-            "UPDATE links SET params=?, attach_point=?, pin_path=?, kernel_link_id=?,"
+            "UPDATE links SET program_id=?, params=?, attach_point=?, pin_path=?,"
+            " kernel_link_id=?,"
             " details=?, metadata=? WHERE link_id=?",
             (
-                json.dumps(link.params), link.attach_point, link.pin_path, link.kernel_link_id,
+                link.program_id, json.dumps(link.params), link.attach_point, link.pin_path,
+                link.kernel_link_id,
                 json.dumps(link.details), json.dumps(link.metadata), link.link_id,
             ),
         )

@@ -295,3 +295,14 @@ def test_restart_reports_a_deleted_dispatcher_and_rebuilds(chain: Chain, veth: V
     attach(chain, veth, 2, 6)  # the next change rebuilds the chain
     assert veth.ping(1) == 1
     assert chain.trace() == [1, 2]
+
+
+def test_link_update_program_swap_rebuilds_the_chain(chain: Chain, veth: VethPair) -> None:
+    chain.load(1, PIPE)
+    dropper = chain.load(2, SHOT)
+    link = attach(chain, veth, 1, 10)
+    assert veth.ping(1) == 1
+    chain.client.call("link.update", {"link_id": link["link_id"], "program_id": dropper})
+    assert veth.ping(2) == 0
+    [disp] = chain.dispatchers()
+    assert [s["program_id"] for s in disp["slots"]] == [dropper]

@@ -272,3 +272,21 @@ def test_cli_and_daemon_restart(chain: Chain, veth: VethPair, daemon: DaemonProc
     daemon.cli("detach", str(dropper["link_id"]))
     assert veth.ping(2) == 2
     assert kernel_chain(veth) == [chain.programs[1]]
+
+
+def test_link_update_program_swap_through_the_api(chain: Chain, veth: VethPair) -> None:
+    passer, dropper, tail = chain.load(1, NEXT), chain.load(2, DROP), chain.load(3, NEXT)
+    where = {"iface": veth.if_b, "netns": veth.netns_b, "direction": "ingress"}
+    link = chain.attach(1, **where, priority=10)
+    chain.attach(3, **where, priority=20)
+    assert veth.ping(1) == 1
+    swapped = chain.client.call("link.update", {"link_id": link["link_id"],
+                                                "program_id": dropper})
+    assert swapped["program_id"] == dropper and swapped["link_id"] == link["link_id"]
+    assert kernel_chain(veth) == [dropper, tail]  # same slot, same link
+    assert veth.ping(2) == 0
+    assert chain.client.call("program.get", {"program_id": dropper})["links"] == [
+        link["link_id"]]
+    assert chain.client.call("program.get", {"program_id": passer})["links"] == []
+    chain.client.call("link.update", {"link_id": link["link_id"], "program_id": passer})
+    assert veth.ping(1) == 1

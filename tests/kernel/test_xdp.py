@@ -419,3 +419,16 @@ def test_native_falls_back_to_generic(d: DaemonProcess, objs: dict[str, Path],
     out = subprocess.run(["ip", "-n", veth.ns_b, "link", "show", "xbr0"],
                          capture_output=True, text=True, check=True).stdout
     assert "xdpgeneric" in out and [x["mode"] for x in dispatchers(d)] == ["static"]
+
+
+def test_link_update_program_swap(d: DaemonProcess, objs: dict[str, Path],
+                                  veth: VethPair) -> None:
+    passer = load(d, objs["verdict"], "xdp_pass_only")
+    dropper = load(d, objs["verdict"], "xdp_dropper")
+    link = attach(d, passer, veth, priority=10)
+    assert veth.ping(2) == 2
+    swapped = d.client().call("link.update", {"link_id": link["link_id"],
+                                              "program_id": dropper["program_id"]})
+    assert swapped["program_id"] == dropper["program_id"]
+    assert veth.ping(2) == 0
+    assert run_attached(veth) == 1  # XDP_DROP

@@ -109,6 +109,24 @@ def _reattach_where_it_was(ctx: HookContext, program_pin: Path, link: LinkRecord
 
 
 @hookimpl
+def bpfman_update_link(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
+                       params: TcxParams) -> LinkRecord:
+    # Nothing to do before the rebuild: it moves the link if its priority
+    # changed and swaps its program in the same slot (`_swap_program`).
+    return link
+
+
+def _swap_program(ctx: HookContext, ln: LinkRecord, kernel_link_id: int) -> None:
+    """link.update gave this link another program: swap it in the same slot
+    (BPF_LINK_UPDATE), keeping the link and its position."""
+    running = ctx.kernel.link_info(kernel_link_id).program_id
+    if running == ln.program_id:
+        return
+    ctx.kernel.update_tcx_link(ln.pin_path, ctx.bpffs.program_pin(ln.program_id))
+    ctx.undo.callback(ctx.kernel.update_tcx_link, ln.pin_path, ctx.bpffs.program_pin(running))
+
+
+@hookimpl
 def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
     """Make the kernel chain hold our links in `ordered` order."""
@@ -133,6 +151,7 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
             kid = k.link_id_of_pin(ln.pin_path)
             if kid in chain_ids:
                 kernel_ids[ln.link_id] = kid
+                _swap_program(ctx, ln, kid)
             else:  # pinned but no longer on the hook (interface re-created)
                 k.remove_pin(ln.pin_path)
     positions = {lid: chain_ids.index(kid) for lid, kid in kernel_ids.items()}
