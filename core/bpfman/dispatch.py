@@ -66,6 +66,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -399,3 +400,23 @@ class LibxdpConfig:
                    is_xdp_devbound=bool(version >= 3 and len(raw) > 124 and raw[124]))
 
 
+
+
+def ensure_extension(ctx: Any, link: Any, target_pin: Path, func: str, object_path: str) -> None:
+    """Make the link's pin hold the extension (freplace) form of its program,
+    replacing `func` of the dispatcher pinned at `target_pin`; loaded the
+    first time, with the maps of the program as loaded. Shared by the XDP
+    (libxdp) and TC (freplace) dispatchers."""
+    from bpfman.kernel import libxdp as kx
+
+    pin = Path(link.pin_path)
+    if ctx.kernel.program_info(ctx.kernel.program_id_of_pin(pin)).kernel_type == "ext":
+        return
+    program_pin = ctx.bpffs.program_pin(link.program_id)
+    tmp = pin.with_name(f"{pin.name}_ext")
+    kx.load_extension(object_path, link.details["program_name"], program_pin,
+                      link.details.get("map_pin_dir"), target_pin, func, tmp)
+    ctx.undo.callback(ctx.kernel.remove_pin, tmp)
+    ctx.undo.callback(ctx.kernel.repin, program_pin, pin)
+    ctx.kernel.repin(tmp, pin)
+    ctx.kernel.remove_pin(tmp)

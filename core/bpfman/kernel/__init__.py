@@ -58,6 +58,7 @@ from bpfman.kernel.pins import (
     program_id_of_pin,
     remove_pin,
     remove_pin_dir,
+    repin,
 )
 from bpfman.kernel.splice import (
     RelocatedProgram,
@@ -155,6 +156,7 @@ __all__ = [
     "remove_clsact",
     "remove_pin",
     "remove_pin_dir",
+    "repin",
     "resolve_user_target",
     "tcx_link_info",
     "test_run",

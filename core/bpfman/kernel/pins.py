@@ -157,3 +157,10 @@ __all__ = [
     "remove_pin",
     "remove_pin_dir",
 ]
+
+
+def repin(source: PathLike, pin: PathLike) -> None:
+    """Make `pin` hold the object pinned at `source` (replacing what it held)."""
+    remove_pin(pin)
+    with open_pinned(source) as fd:
+        pin_fd(fd, pin)

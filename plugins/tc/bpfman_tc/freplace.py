@@ -75,30 +75,6 @@ def load(ctx: HookContext, ordered: list[LinkRecord], masks: Sequence[int],
     cfg = config(masks, [ln.params.get("priority", 0) for ln in ordered])
     program_id = kx.load_dispatcher(dispatcher_object(), cfg, pin, program=PROGRAM)
     for i, ln in enumerate(ordered):
-        _ensure_extension(ctx, ln, pin, f"prog{i}")
+        dispatch.ensure_extension(ctx, ln, pin, f"prog{i}", ln.details["object"])
         kx.attach_extension(ln.pin_path, pin, f"prog{i}", rev_dir / f"link_{i}")
     return program_id, pin
-
-
-def _ensure_extension(ctx: HookContext, link: LinkRecord, target_pin: Path, func: str) -> None:
-    """Make the link's pin hold the extension (freplace) form of its program,
-    loading it the first time, with the maps of the program as loaded."""
-    pin = Path(link.pin_path)
-    if ctx.kernel.program_info(ctx.kernel.program_id_of_pin(pin)).kernel_type == "ext":
-        return
-    program_pin = ctx.bpffs.program_pin(link.program_id)
-    tmp = pin.with_name(f"{pin.name}_ext")
-    kx.load_extension(link.details["object"], link.details["program_name"], program_pin,
-                      link.details.get("map_pin_dir"), target_pin, func, tmp)
-    ctx.undo.callback(ctx.kernel.remove_pin, tmp)
-    ctx.kernel.remove_pin(pin)
-    ctx.undo.callback(_repin, ctx, program_pin, pin)
-    with ctx.kernel.open_pinned(tmp, "prog") as fd:
-        ctx.kernel.pin_fd(fd, pin)
-    ctx.kernel.remove_pin(tmp)
-
-
-def _repin(ctx: HookContext, source: Path, pin: Path) -> None:
-    ctx.kernel.remove_pin(pin)
-    with ctx.kernel.open_pinned(source, "prog") as fd:
-        ctx.kernel.pin_fd(fd, pin)

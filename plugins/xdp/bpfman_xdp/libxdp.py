@@ -158,7 +158,8 @@ def build(ctx: HookContext, cfg: XdpConfig, attach_point: str, target: object, i
             func = "xdp_dispatcher" if len(slots) == 1 else f"prog{i}"
             ext_pin = slot.ext_pin
             if slot.link is not None:
-                _ensure_extension(ctx, slot.link, disp_pin, func)
+                dispatch.ensure_extension(ctx, slot.link, disp_pin, func,
+                                           slot.link.details["object_path"])
                 with ctx.kernel.open_pinned(ext_pin, "prog") as fd:
                     ctx.kernel.pin_fd(fd, new_rev / f"slot_{slot.link.link_id}")
             with ctx.kernel.open_pinned(ext_pin, "prog") as fd:
@@ -196,28 +197,3 @@ def _drop_old(ctx: HookContext, old_dir: Path) -> None:
     held = kx.HeldPins(old_dir)
     ctx.kernel.remove_pin_dir(old_dir)
     ctx.undo.callback(held.restore)
-
-
-def _ensure_extension(ctx: HookContext, link: LinkRecord, target_pin: Path, func: str) -> None:
-    """Make the link's pin hold the extension (freplace) form of its program,
-    loading it the first time, with the maps of the program as loaded."""
-    pin = Path(link.pin_path)
-    info = ctx.kernel.program_info(ctx.kernel.program_id_of_pin(pin))
-    if info.kernel_type == "ext":
-        return
-    program_pin = ctx.bpffs.program_pin(link.program_id)
-    tmp = pin.with_name(f"{pin.name}_ext")
-    kx.load_extension(link.details["object_path"], link.details["program_name"], program_pin,
-                      link.details.get("map_pin_dir"), target_pin, func, tmp)
-    ctx.undo.callback(ctx.kernel.remove_pin, tmp)
-    ctx.kernel.remove_pin(pin)
-    ctx.undo.callback(_repin, ctx, program_pin, pin)
-    with ctx.kernel.open_pinned(tmp, "prog") as fd:
-        ctx.kernel.pin_fd(fd, pin)
-    ctx.kernel.remove_pin(tmp)
-
-
-def _repin(ctx: HookContext, source: Path, pin: Path) -> None:
-    ctx.kernel.remove_pin(pin)
-    with ctx.kernel.open_pinned(source, "prog") as fd:
-        ctx.kernel.pin_fd(fd, pin)

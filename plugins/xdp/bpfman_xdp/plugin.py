@@ -89,13 +89,8 @@ def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) ->
                         " record", link.link_id, why)
     pin = Path(link.pin_path)
     if ctx.kernel.remove_pin(pin) and ctx.kernel.pin_exists(program.pin_path):
-        ctx.undo.callback(_repin, ctx, Path(program.pin_path), pin)
+        ctx.undo.callback(ctx.kernel.repin, Path(program.pin_path), pin)
     return True
-
-
-def _repin(ctx: HookContext, source: Path, pin: Path) -> None:
-    with ctx.kernel.open_pinned(source, "prog") as fd:
-        ctx.kernel.pin_fd(fd, pin)
 
 
 @hookimpl
