@@ -9,8 +9,10 @@ per-CPU maps hold one value per possible CPU, concatenated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import attrs
 
@@ -67,12 +69,17 @@ class MapReply:
 class MapValueReply:
     key: bytes
     value: bytes | None
+    #: the key and value as structured data, when the map has BTF
+    decoded_key: Any = None
+    decoded_value: Any = None
 
 
 @attrs.frozen
 class MapEntry:
     key: bytes
     value: bytes
+    decoded_key: Any = None
+    decoded_value: Any = None
 
 
 @attrs.frozen
@@ -110,13 +117,27 @@ class MapAccess:
                                 max_entries=info.max_entries, pin_path=str(pin)))
         return out
 
+    def _decoder(self, pin: Path) -> Callable[[bytes, bytes | None], dict[str, Any]]:
+        """Structured forms from the map's BTF (nothing when it has none)."""
+        decode_key, decode_value = self.kernel.map_decoders(pin)
+
+        def decoded(key: bytes, value: bytes | None) -> dict[str, Any]:
+            if decode_key is None or decode_value is None:
+                return {}
+            return {"decoded_key": decode_key(key),
+                    "decoded_value": None if value is None else decode_value(value)}
+
+        return decoded
+
     def get(self, caller: Caller, req: MapKeyRequest) -> MapValueReply:
         pin = self._pin(self._program(req.program_id), req.map)
-        return MapValueReply(key=req.key, value=self.kernel.map_lookup(pin, req.key))
+        value = self.kernel.map_lookup(pin, req.key)
+        return MapValueReply(key=req.key, value=value, **self._decoder(pin)(req.key, value))
 
     def dump(self, caller: Caller, req: MapDumpRequest) -> MapDumpReply:
         pin = self._pin(self._program(req.program_id), req.map)
         limit = max(1, min(req.limit, MAX_DUMP_PAGE))
+        decoded = self._decoder(pin)
         entries: list[MapEntry] = []
         started = req.after is None
         next_key = None
@@ -130,7 +151,7 @@ class MapAccess:
             if len(entries) == limit:
                 next_key = entries[-1].key
                 break
-            entries.append(MapEntry(key=key, value=value))
+            entries.append(MapEntry(key=key, value=value, **decoded(key, value)))
         return MapDumpReply(entries=entries, next=next_key)
 
     def _writable(self, caller: Caller, program: ProgramRecord) -> None:

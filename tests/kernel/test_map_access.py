@@ -96,3 +96,30 @@ def test_map_cli(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Non
     assert key in daemon.cli("map", "dump", pid, "by_key").stdout
     daemon.cli("map", "delete", pid, "by_key", key)
     assert "no such key" in daemon.cli("map", "get", pid, "by_key", key).stdout
+
+
+def test_structured_values_from_btf(daemon: DaemonProcess,
+                                    bpf_program: Callable[..., Path]) -> None:
+    client = daemon.client()
+    [prog] = client.call("program.load", {"path": str(bpf_program("map_btf")),
+                                          "programs": [{"name": "touch", "type": "tracepoint"}]})[
+        "programs"]
+    pid = prog["program_id"]
+    key = struct.pack("<IHBB", 0x0100007F, 8080, 6, 0)
+    value = (struct.pack("<QiI", 42, -3, 2) + struct.pack("<HHH", 1, 2, 3) + b"web\0\0\0\0\0"
+             + bytes([7, 9]))
+    value += bytes(-len(value) % 8)  # struct padding to its 8-byte alignment
+    client.call("map.update", {"program_id": pid, "map": "flows", "key": key.hex(),
+                               "value": value.hex()})
+    got = client.call("map.get", {"program_id": pid, "map": "flows", "key": key.hex()})
+    assert got["decoded_key"] == {"addr": 0x0100007F, "port": 8080, "proto": 6, "pad": 0}
+    assert got["decoded_value"] == {"packets": 42, "delta": -3, "color": "GREEN",
+                                    "hist": [1, 2, 3], "label": "web",
+                                    "pair": {"a": 7, "b": 9}}
+    [entry] = client.call("map.dump", {"program_id": pid, "map": "flows"})["entries"]
+    assert entry["decoded_value"]["label"] == "web"
+    total = client.call("map.get", {"program_id": pid, "map": "per_cpu_total",
+                                    "key": bytes(4).hex()})
+    assert total["decoded_key"] == 0
+    # One value per possible CPU.
+    assert total["decoded_value"] and set(total["decoded_value"]) == {0}

@@ -11,6 +11,7 @@ is private to this package.
 
 from __future__ import annotations
 
+from bpfman.kernel.btfvalue import map_decoders
 from bpfman.kernel.features import KernelFeatures, probe_features
 from bpfman.kernel.info import (
     KernelLinkInfo,
@@ -135,6 +136,7 @@ __all__ = [
     "list_filters",
     "load_object",
     "load_program_insns",
+    "map_decoders",
     "map_delete",
     "map_info",
     "map_info_of_pin",
