@@ -237,6 +237,8 @@ def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
     checked program and link pins. Report what differs; repair what is safe.
 
     :return: the drifts found (each says what was repaired or how it is marked).
+        A drift whose ``rebuild`` names a shared attach point makes the core
+        rebuild that chain from the records after all plugins reconciled.
 
     .. versionadded:: 0.1
     """

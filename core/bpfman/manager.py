@@ -678,7 +678,10 @@ class Manager:
                     continue
                 undo.pop_all()
             for group in found or []:
-                drifts.extend(group or [])
+                for drift in group or []:
+                    drifts.append(drift)
+                    if drift.rebuild is not None:
+                        self._mark_dirty(drift.rebuild, self.registry.kinds[kind])
         drifts.extend(self._converge_dispatchers())
         for drift in drifts:
             log.warning("reconcile: %s", drift)

@@ -78,6 +78,9 @@ class Drift:
     subject: str
     problem: str
     action: str
+    #: a shared attach point (lock key) the core should rebuild from the
+    #: records to repair this drift (set by plugins in `bpfman_reconcile`)
+    rebuild: str | None = None
 
     def __str__(self) -> str:
         return f"{self.subject}: {self.problem}; {self.action}"

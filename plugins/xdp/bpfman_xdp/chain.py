@@ -178,6 +178,28 @@ def build(ctx: HookContext, attach_point: str, ordered: list[LinkRecord]) -> (
                             program_id=program_id, revision=rev, pin_dir=str(new_dir))
 
 
+def drift(ctx: HookContext, attach_point: str) -> tuple[str, bool] | None:
+    """What differs between our static/single chain at `attach_point` and what
+    the interface runs: (problem, whether rebuilding from the records fixes it).
+    None when they agree (or the chain is libxdp's, which other tools share)."""
+    target = Target.parse(attach_point)
+    if target.alive():  # a deleted namespace is reported by the plugin itself
+        return None
+    revisions = _revisions(_device_dir(ctx, target))
+    if not revisions:
+        return None
+    try:
+        ifindex = netlink.ifindex(target.iface, target.netns)
+        live = _live_pin(ctx, ifindex, target, revisions)
+    except AttachTargetNotFound:
+        return f"interface {target.iface} no longer exists", False
+    except Conflict as exc:
+        return exc.message, False
+    if live is None:
+        return "our dispatcher was detached outside the daemon", True
+    return None
+
+
 def _live_pin(ctx: HookContext, ifindex: int, target: Target,
               revisions: list[tuple[int, Path]]) -> Path | None:
     """The pin of our program that the interface runs now, or None if it

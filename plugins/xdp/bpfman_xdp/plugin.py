@@ -122,4 +122,16 @@ def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
         if why:
             drifts.append(Drift(f"xdp link {link.link_id}", why,
                                 "kept; detach it to remove the record"))
+    for attach_point in sorted({ln.attach_point for ln in links if ln.type == TYPE}):
+        found = chain.drift(ctx, attach_point)
+        if found is None:
+            continue
+        problem, fixable = found
+        if fixable:
+            drifts.append(Drift(f"xdp {attach_point}", problem, "rebuilt from the records",
+                                rebuild=attach_point))
+        else:
+            drifts.append(Drift(f"xdp {attach_point}", problem,
+                                "marked: not ours to replace; our chain resumes once the"
+                                " interface runs nothing else and a link changes"))
     return drifts

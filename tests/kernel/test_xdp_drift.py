@@ -1,0 +1,60 @@
+"""Drift on an XDP interface: our dispatcher detached or replaced by another tool."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bpfman.testing import DaemonProcess, VethPair, running_daemon
+
+
+@pytest.fixture
+def d() -> Iterator[DaemonProcess]:
+    with running_daemon() as daemon:
+        yield daemon
+
+
+def attach_dropper(d: DaemonProcess, veth: VethPair, obj: Path) -> dict[str, Any]:
+    [prog] = d.client().call("program.load", {"path": str(obj), "programs": [
+        {"name": "xdp_dropper", "type": "xdp"}]})["programs"]
+    return d.client().call("program.attach", {"program_id": prog["program_id"], "params": {
+        "iface": veth.if_b, "netns": veth.netns_b}})
+
+
+def ip_b(veth: VethPair, *args: str) -> None:
+    subprocess.run(["ip", "-n", veth.ns_b, *args], check=True, capture_output=True)
+
+
+def test_dispatcher_detached_behind_our_back_is_rebuilt(
+    d: DaemonProcess, veth: VethPair, bpf_program: Callable[..., Path]
+) -> None:
+    attach_dropper(d, veth, bpf_program("xdp_verdict"))
+    assert veth.ping(3) == 0
+    ip_b(veth, "link", "set", "dev", veth.if_b, "xdp", "off")
+    assert veth.ping(3) == 3
+    drifts = d.client().call("daemon.reconcile")
+    [drift] = [x for x in drifts if x["subject"].startswith("xdp ")]
+    assert "detached outside the daemon" in drift["problem"]
+    assert drift["action"] == "rebuilt from the records"
+    assert veth.ping(3) == 0  # the dropper runs again
+    assert [x for x in d.client().call("daemon.reconcile") if x["subject"].startswith("xdp ")] \
+        == []
+
+
+def test_dispatcher_replaced_by_another_tool_is_reported_not_stomped(
+    d: DaemonProcess, veth: VethPair, bpf_program: Callable[..., Path]
+) -> None:
+    attach_dropper(d, veth, bpf_program("xdp_verdict"))
+    other = bpf_program("xdp_counter")
+    ip_b(veth, "-force", "link", "set", "dev", veth.if_b, "xdp", "obj", str(other), "sec", "xdp")
+    assert veth.ping(3) == 3  # the other tool's program passes traffic
+    drifts = d.client().call("daemon.reconcile")
+    [drift] = [x for x in drifts if x["subject"].startswith("xdp ")]
+    assert "which this daemon did not attach" in drift["problem"]
+    assert drift["action"].startswith("marked")
+    assert veth.ping(3) == 3  # left alone
+    ip_b(veth, "link", "set", "dev", veth.if_b, "xdp", "off")
