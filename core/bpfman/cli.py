@@ -444,6 +444,16 @@ def _program_rows(programs: list[dict[str, Any]]) -> str:
     return format_table(["ID", "NAME", "TYPE", "LINKS", "METADATA"], rows)
 
 
+def _chain_cell(dispatcher: dict[str, Any]) -> str:
+    """link:program@priority[proceed-on] per slot, or the bare link ids."""
+    slots = dispatcher.get("slots")
+    if not slots:
+        return " ".join(str(x) for x in dispatcher["links"])
+    return " ".join(
+        f"{x['link_id']}:{x['program_id']}@{x['priority']}[{','.join(x['proceed_on'])}]"
+        for x in slots)
+
+
 def _link_rows(links: list[dict[str, Any]]) -> str:
     rows = [
         [x["link_id"], x["program_id"], x["type"], x.get("summary"), x.get("metadata")]
@@ -469,9 +479,9 @@ _RENDERERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
     "plugin.list": lambda r, _p: _plugin_rows(r),
     "link.update": lambda r, _p: format_fields(r),
     "dispatcher.list": lambda r, _p: format_table(
-        ["ATTACH POINT", "TYPE", "MODE", "DISPATCHER", "REVISION", "LINKS (in order)"],
-        [[d["attach_point"], d["type"], d["mode"], d["program_id"], d["revision"], d["links"]]
-         for d in r]),
+        ["ATTACH POINT", "TYPE", "MODE", "DISPATCHER", "REVISION", "CHAIN (in run order)"],
+        [[d["attach_point"], d["type"], d["mode"], d["program_id"], d["revision"],
+          _chain_cell(d)] for d in r]),
     "map.list": lambda r, _p: format_table(
         ["NAME", "ID", "TYPE", "KEY", "VALUE", "MAX"],
         [[m["name"], m["map_id"], m["type"], m["key_size"], m["value_size"], m["max_entries"]]
