@@ -77,8 +77,10 @@ def own_scope() -> Iterator[DaemonProcess]:
 
 
 def test_default_policy_denies_others_everything(default_policy: DaemonProcess) -> None:
-    for method in ["daemon.info", "program.list", *MUTATIONS]:
-        reply = as_nobody(default_policy, method, MUTATIONS.get(method))
+    reads = {"daemon.info": None, "program.list": None,
+             "map.get": {"program_id": 1, "map": "counts", "key": "00000000"}}
+    for method, params in {**reads, **MUTATIONS}.items():
+        reply = as_nobody(default_policy, method, params)
         assert reply["code"] == 1500, (method, reply)
         assert reply["data"]["method"] == method
     assert f"denied program.load to uid={NOBODY}" in default_policy.log_text()
