@@ -56,10 +56,15 @@ def build_method_table(
     """
     from bpfman.methods import SIGNATURES
 
-    def bind(fn: Callable[[Caller, Any], Any], prepare: Any) -> Handler:
+    def bind(fn: Callable[[Caller, Any], Any], prepare: Any, inline: bool = False) -> Handler:
         if inspect.iscoroutinefunction(fn):
             # Network-bound (image pulls): runs on the trio loop, off the lane.
             return fn
+        if inline:
+            async def direct(caller: Caller, params: Any) -> Any:
+                return fn(caller, params)
+
+            return direct
 
         async def handler(caller: Caller, params: Any) -> Any:
             if prepare is not None:
@@ -80,6 +85,6 @@ def build_method_table(
             continue
         prepare = resolve(sig.prepare) if sig.prepare else None
         table[sig.name] = Method(sig.name, sig.params_type, sig.result_type,
-                                 bind(resolve(sig.handler), prepare), sig.summary,
+                                 bind(resolve(sig.handler), prepare, sig.inline), sig.summary,
                                  mutates=sig.mutates)
     return table

@@ -31,6 +31,9 @@ class Signature:
     #: attribute path of an async step run on the trio loop before the handler
     #: (e.g. pulling an image, so the kernel lane never waits on the network)
     prepare: str = ""
+    #: the handler reads only in-memory state (no kernel, no store): it runs on
+    #: the trio loop directly instead of queueing behind kernel work
+    inline: bool = False
 
 
 SIGNATURES: tuple[Signature, ...] = (
@@ -77,12 +80,12 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("image.remove", im.ImageRefRequest, im.ImageRemoveReply,
               "Remove an image from the cache", "images.remove", mutates=True),
     Signature("plugin.list", q.NoParams, list[r.PluginReply],
-              "Loaded plugins, their types and hooks", "list_plugins"),
+              "Loaded plugins, their types and hooks", "list_plugins", inline=True),
     Signature("daemon.reconcile", q.NoParams, list[r.DriftReply],
               "Compare the records with the kernel now; repair and report drifts",
               "reconcile_now", mutates=True),
     Signature("daemon.info", q.NoParams, r.DaemonInfo,
-              "Version, paths, kernel features, plugins", "info"),
+              "Version, paths, kernel features, plugins", "info", inline=True),
     Signature("events.subscribe", ev.SubscribeRequest, ev.SubscribeReply,
               "Keep the connection open and receive an `event` notification per change"),
     Signature("rpc.discover", q.NoParams, dict, "This API as an OpenRPC document"),
