@@ -449,9 +449,15 @@ def _chain_cell(dispatcher: dict[str, Any]) -> str:
     slots = dispatcher.get("slots")
     if not slots:
         return " ".join(str(x) for x in dispatcher["links"])
-    return " ".join(
-        f"{x['link_id']}:{x['program_id']}@{x['priority']}[{','.join(x['proceed_on'])}]"
-        for x in slots)
+    cells = []
+    for x in slots:
+        cell = f"{x.get('link_id')}:{x.get('program_id')}"
+        if x.get("priority") is not None:
+            cell += f"@{x['priority']}"
+        if x.get("proceed_on"):
+            cell += f"[{','.join(x['proceed_on'])}]"
+        cells.append(cell)
+    return " ".join(cells)
 
 
 def _link_rows(links: list[dict[str, Any]]) -> str:

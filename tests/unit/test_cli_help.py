@@ -43,3 +43,14 @@ def test_program_selector_with_attach_function() -> None:
     assert cli._program_selector("fentry:on_open:do_sys_openat2") == {
         "type": "fentry", "name": "on_open", "attach_func": "do_sys_openat2"}
     assert cli._program_selector("tracepoint:tp") == {"type": "tracepoint", "name": "tp"}
+
+
+def test_dispatcher_table_with_and_without_proceed_on() -> None:
+    rows = [{"attach_point": "tcx:0:v/ingress", "type": "tcx", "mode": "tcx", "program_id": None,
+             "revision": 3, "links": [4], "slots": [
+                 {"link_id": 4, "program_id": 9, "priority": 10, "proceed_on": []}]},
+            {"attach_point": "xdp:0:v", "type": "xdp", "mode": "static", "program_id": 5,
+             "revision": 1, "links": [1], "slots": [
+                 {"link_id": 1, "program_id": 7, "priority": 50, "proceed_on": ["pass"]}]}]
+    text = cli.render("dispatcher.list", {}, rows, "table")
+    assert "4:9@10" in text and "1:7@50[pass]" in text
