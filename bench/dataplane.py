@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -20,17 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from bpfman import kernel
-from bpfman.testing import DaemonProcess, VethPair, compile_bpf, running_daemon, veth_pair
+from bpfman.testing import DaemonProcess, compile_bpf, running_daemon, veth_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME = bytes(12) + b"\x08\x00" + bytes(50)
 Row = dict[str, Any]
 
 
-def _attached_id(pair: VethPair) -> int:
-    out = subprocess.run(["ip", "-n", pair.ns_b, "-j", "link", "show", pair.if_b],
-                         capture_output=True, text=True, check=True).stdout
-    return int(json.loads(out)[0].get("xdp", {}).get("prog", {}).get("id", 0))
 
 
 def _ns_per_packet(program: int | Path, repeat: int, runs: int) -> float:
@@ -56,7 +51,7 @@ def xdp_chain_overhead(d: DaemonProcess, obj: Path, smoke: bool) -> list[Row]:
                     "iface": pair.if_b, "netns": pair.netns_b, "priority": 10 + len(links),
                     "proceed_on": ["pass"]}})
                 links.append(link["link_id"])
-            cost = _ns_per_packet(_attached_id(pair), repeat, runs)
+            cost = _ns_per_packet(pair.xdp_program_id(), repeat, runs)
             mode = next(x["mode"] for x in client.call("dispatcher.list") if x["type"] == "xdp")
             rows.append({"benchmark": f"XDP chain of {slots} pass program(s), {mode} mode",
                          "ours": cost, "reference": baseline,

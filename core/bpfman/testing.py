@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -229,6 +230,14 @@ class VethPair:
              check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True,
                               text=True, timeout=timeout, check=check)
+
+    def xdp_program_id(self) -> int:
+        """Id of the XDP program interface B runs now (0 for none), as the
+        kernel reports it through netlink (`ip -j link show`)."""
+        out = subprocess.run(["ip", "-n", self.ns_b, "-j", "link", "show", self.if_b],
+                             capture_output=True, text=True, check=True).stdout
+        [link] = json.loads(out)
+        return int(link.get("xdp", {}).get("prog", {}).get("id", 0))
 
     def ping(self, count: int = 3, *, from_a: bool = True) -> int:
         """Ping across the pair; returns the number of replies received."""

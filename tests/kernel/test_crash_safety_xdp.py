@@ -7,8 +7,6 @@ dropping program keeps dropping while the daemon is dead.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,11 +35,6 @@ def chain(d: DaemonProcess) -> list[int]:
     return [links[link_id]["program_id"] for link_id in disp["links"]]
 
 
-def attached_prog_id(pair: VethPair) -> int:
-    out = subprocess.run(["ip", "-n", pair.ns_b, "-j", "link", "show", pair.if_b],
-                         capture_output=True, text=True, check=True).stdout
-    [link] = json.loads(out)
-    return int(link.get("xdp", {}).get("prog", {}).get("id", 0))
 
 
 def test_dropper_keeps_dropping_while_the_daemon_is_dead(
@@ -97,7 +90,7 @@ def test_kill_mid_dispatcher_change(point: str, veth: VethPair,
         # The kernel runs the recorded dispatcher, not the one swapped in
         # before the crash.
         [disp] = [x for x in d.client().call("dispatcher.list") if x["type"] == "xdp"]
-        assert attached_prog_id(veth) == disp["program_id"]
+        assert veth.xdp_program_id() == disp["program_id"]
         links = d.client().call("link.list", {})
         assert {str(p) for p in (d.bpffs / "links").iterdir()} == {ln["pin_path"]
                                                                   for ln in links}

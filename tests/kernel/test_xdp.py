@@ -65,18 +65,11 @@ def dispatchers(d: DaemonProcess) -> list[dict[str, Any]]:
     return [x for x in d.client().call("dispatcher.list") if x["type"] == "xdp"]
 
 
-def attached_id(pair: VethPair) -> int:
-    out = subprocess.run(["ip", "-n", pair.ns_b, "-j", "link", "show", pair.if_b],
-                         capture_output=True, text=True, check=True).stdout
-    import json
-
-    [link] = json.loads(out)
-    return int(link.get("xdp", {}).get("prog", {}).get("id", 0))
 
 
 def run_attached(pair: VethPair, data: bytes = FRAME) -> int:
     """BPF_PROG_TEST_RUN on whatever program interface B runs now."""
-    prog_id = attached_id(pair)
+    prog_id = pair.xdp_program_id()
     assert prog_id, "nothing attached"
     return kernel.test_run(prog_id, data).retval
 
@@ -223,7 +216,7 @@ def test_ten_programs_then_conflict_and_chain_intact(d: DaemonProcess, objs: dic
         attach(d, p, veth, priority=i)
     [disp] = dispatchers(d)
     assert len(disp["links"]) == MAX_SLOTS
-    prog_before = attached_id(veth)
+    prog_before = veth.xdp_program_id()
     c0 = counts(counter)[0]
     assert run_attached(veth) == XDP_PASS and counts(counter)[0] >= c0 + 1
 
@@ -231,7 +224,7 @@ def test_ten_programs_then_conflict_and_chain_intact(d: DaemonProcess, objs: dic
     with pytest.raises(RpcError) as err:
         attach(d, extra, veth, priority=0)
     assert err.value.code == 1200 and "10" in err.value.message
-    assert attached_id(veth) == prog_before
+    assert veth.xdp_program_id() == prog_before
     assert len(dispatchers(d)[0]["links"]) == MAX_SLOTS
     assert len(d.client().call("link.list")) == MAX_SLOTS
 
@@ -243,7 +236,7 @@ def test_failed_rebuild_leaves_previous_chain(d: DaemonProcess, objs: dict[str, 
     attach(d, counter, veth, priority=10)
     attach(d, passer, veth, priority=20)
     before = dispatchers(d)
-    prog_before = attached_id(veth)
+    prog_before = veth.xdp_program_id()
     links_before = d.client().call("link.list")
 
     tail = load(d, objs["tailcall"], "xdp_tailcaller")
@@ -251,7 +244,7 @@ def test_failed_rebuild_leaves_previous_chain(d: DaemonProcess, objs: dict[str, 
         attach(d, tail, veth, priority=1)
     assert "tail call" in err.value.message
     assert err.value.code == 1000
-    assert attached_id(veth) == prog_before
+    assert veth.xdp_program_id() == prog_before
     assert dispatchers(d) == before
     assert d.client().call("link.list") == links_before
     c0 = counts(counter)[0]
@@ -264,20 +257,20 @@ def test_last_detach_removes_dispatcher(d: DaemonProcess, objs: dict[str, Path],
     passer = load(d, objs["verdict"], "xdp_pass_only")
     a = attach(d, counter, veth, priority=10)
     b = attach(d, passer, veth, priority=20)
-    static_id = attached_id(veth)
+    static_id = veth.xdp_program_id()
     d.client().call("program.detach", {"link_id": a["link_id"]})
     [disp] = dispatchers(d)
-    assert disp["mode"] == "single" and attached_id(veth) == passer["program_id"]
+    assert disp["mode"] == "single" and veth.xdp_program_id() == passer["program_id"]
     assert not any(p.program_id == static_id for p in kernel.iter_programs())
     d.client().call("program.detach", {"link_id": b["link_id"]})
     assert dispatchers(d) == []
-    assert attached_id(veth) == 0
+    assert veth.xdp_program_id() == 0
     root = d.bpffs / "dispatchers" / "xdp"
     assert not root.exists() or not any(root.iterdir())
     assert not any((d.bpffs / "links").iterdir())
     # The programs are still loaded and reusable.
     attach(d, counter, veth)
-    assert attached_id(veth) == counter["program_id"]
+    assert veth.xdp_program_id() == counter["program_id"]
 
 
 def test_unload_detaches(d: DaemonProcess, objs: dict[str, Path], veth: VethPair) -> None:
@@ -286,21 +279,21 @@ def test_unload_detaches(d: DaemonProcess, objs: dict[str, Path], veth: VethPair
     attach(d, counter, veth, priority=10)
     attach(d, passer, veth, priority=20)
     d.client().call("program.unload", {"program_id": counter["program_id"]})
-    assert attached_id(veth) == passer["program_id"]
+    assert veth.xdp_program_id() == passer["program_id"]
     d.client().call("program.unload", {"program_id": passer["program_id"]})
-    assert attached_id(veth) == 0 and dispatchers(d) == []
+    assert veth.xdp_program_id() == 0 and dispatchers(d) == []
 
 
 def test_foreign_program_is_not_replaced(d: DaemonProcess, objs: dict[str, Path],
                                          veth: VethPair) -> None:
     subprocess.run(["ip", "-n", veth.ns_b, "link", "set", "dev", veth.if_b, "xdp", "obj",
                     str(objs["verdict"]), "sec", "xdp"], check=True, capture_output=True)
-    foreign = attached_id(veth)
+    foreign = veth.xdp_program_id()
     counter = load(d, objs["counter"], "xdp_counter")
     with pytest.raises(RpcError) as err:
         attach(d, counter, veth)
     assert err.value.code == 1200 and "did not attach" in err.value.message
-    assert attached_id(veth) == foreign
+    assert veth.xdp_program_id() == foreign
     assert d.client().call("link.list") == []
 
 

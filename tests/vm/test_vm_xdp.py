@@ -72,13 +72,6 @@ def xdp_dispatchers(d: DaemonProcess) -> list[dict[str, Any]]:
     return [x for x in d.client().call("dispatcher.list") if x["type"] == "xdp"]
 
 
-def attached_id(pair: VethPair) -> int:
-    import json
-
-    out = subprocess.run(["ip", "-n", pair.ns_b, "-j", "link", "show", pair.if_b],
-                         capture_output=True, text=True, check=True).stdout
-    [link] = json.loads(out)
-    return int(link.get("xdp", {}).get("prog", {}).get("id", 0))
 
 
 def xdp_loader(pair: VethPair, *args: str, check: bool = True) -> str:
@@ -114,7 +107,7 @@ def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Pat
     link = attach(d, passer, veth, priority=50, proceed_on=["drop"])
     [disp] = xdp_dispatchers(d)
     assert disp["mode"] == "libxdp" and disp["links"][0] == link["link_id"]
-    dispatcher_id = attached_id(veth)
+    dispatcher_id = veth.xdp_program_id()
     assert disp["program_id"] == dispatcher_id
     pins = LIBXDP_XDP_DIR / f"dispatch-{attached_ifindex(veth)}-{dispatcher_id}"
     assert sorted(p.name for p in pins.iterdir()) == [
@@ -146,7 +139,7 @@ def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Pat
 
     d.client().call("program.unload", {"program_id": passer["program_id"]})
     d.client().call("program.unload", {"program_id": counter["program_id"]})
-    assert attached_id(veth) == 0 and xdp_dispatchers(d) == []
+    assert veth.xdp_program_id() == 0 and xdp_dispatchers(d) == []
     assert not any(LIBXDP_XDP_DIR.glob(f"dispatch-{attached_ifindex(veth)}-*"))
 
 
@@ -180,7 +173,7 @@ def test_xdp_loader_program_joins_and_daemon_adds_next(d: DaemonProcess,
         ("xdp_counter", 30), ("xdp_pass_only", 35), ("xdp_dropper", 40)]
     assert veth.ping(2) == 2  # pass-only's PASS is final: the dropper no longer runs
     [disp] = xdp_dispatchers(d)
-    assert disp["mode"] == "libxdp" and disp["program_id"] == attached_id(veth)
+    assert disp["mode"] == "libxdp" and disp["program_id"] == veth.xdp_program_id()
 
     # Detaching ours keeps xdp-loader's program running.
     d.client().call("program.unload", {"program_id": passer["program_id"]})
@@ -189,7 +182,7 @@ def test_xdp_loader_program_joins_and_daemon_adds_next(d: DaemonProcess,
     assert [n for n, _p, _a in rows] == ["xdp_dropper"]
     assert veth.ping(2) == 0
     xdp_loader(veth, "unload", "--all", veth.if_b)
-    assert attached_id(veth) == 0 and veth.ping(2) == 2
+    assert veth.xdp_program_id() == 0 and veth.ping(2) == 2
 
 
 def test_daemon_joins_xdp_loader_chain(d: DaemonProcess, objs: dict[str, Path],
@@ -232,10 +225,10 @@ def test_removing_first_program_keeps_proceed_on_aligned(d: DaemonProcess,
            proceed_on=["drop"])
     counter = load(d, objs["counter"], "xdp_counter")
     attach(d, counter, veth, priority=15, proceed_on=[])
-    assert kernel.test_run(attached_id(veth), FRAME).retval == XDP_PASS
+    assert kernel.test_run(veth.xdp_program_id(), FRAME).retval == XDP_PASS
     d.client().call("program.detach", {"link_id": first["link_id"]})
     c0 = counts(counter)
-    assert kernel.test_run(attached_id(veth), FRAME).retval == XDP_PASS
+    assert kernel.test_run(veth.xdp_program_id(), FRAME).retval == XDP_PASS
     assert counts(counter) >= c0 + 1
     rows = status_rows(veth)
     assert [(n, p) for n, p, _a in rows] == [("xdp_dropper", 10), ("xdp_counter", 15)]

@@ -35,7 +35,7 @@ from bpfman.context import HookContext
 from bpfman.netns import NetNs
 from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord
 from bpfman_tc import freplace
-from bpfman_tc.params import TcParams
+from bpfman_tc.params import TcParams, check_interface, hook_point
 
 TYPE = "tc"
 MAX_SLOTS = dispatch.MAX_SLOTS
@@ -63,14 +63,13 @@ def _ns(params: TcParams) -> NetNs:
 
 @hookimpl
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: TcParams) -> None:
-    ctx.kernel.interface_index(params.iface, netns=NetNs.of(params.netns))
+    check_interface(ctx, params)
     dispatch.TC.mask(params.proceed_on)
 
 
 @hookimpl
 def bpfman_attach_point(program: ProgramRecord, params: TcParams) -> AttachPoint:
-    netns_id = NetNs.of(params.netns).inode() if params.netns else None
-    return AttachPoint(type=TYPE, key=f"{params.iface}/{params.direction}", netns_id=netns_id)
+    return hook_point(TYPE, params)
 
 
 @hookimpl

@@ -28,7 +28,7 @@ from bpfman import AttachTargetNotFound, BpfmanError, KindSpec, hookimpl
 from bpfman.context import HookContext
 from bpfman.netns import NetNs
 from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord
-from bpfman_tc.params import TcxParams
+from bpfman_tc.params import TcxParams, check_interface, hook_point
 from bpfman_tc.placement import plan
 
 TYPE = "tcx"
@@ -54,13 +54,12 @@ def _ns(params: TcxParams) -> NetNs:
 
 @hookimpl
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: TcxParams) -> None:
-    ctx.kernel.interface_index(params.iface, netns=NetNs.of(params.netns))
+    check_interface(ctx, params)
 
 
 @hookimpl
 def bpfman_attach_point(program: ProgramRecord, params: TcxParams) -> AttachPoint:
-    netns_id = NetNs.of(params.netns).inode() if params.netns else None
-    return AttachPoint(type=TYPE, key=f"{params.iface}/{params.direction}", netns_id=netns_id)
+    return hook_point(TYPE, params)
 
 
 @hookimpl
