@@ -5,13 +5,16 @@ daemon sends one JSON-RPC notification per change::
 
 Built only on the observer hooks, like any cross-cutting plugin: the daemon
 registers an `EventBus` with its plugin manager. Observers run in the kernel
-lane's worker thread; events cross into trio with `trio.from_thread`.
+lane's worker thread; events cross into trio with `run_sync_soon`, which
+does not wait: the kernel lane never waits on subscribers, and with none
+there is no event at all.
 A subscriber that cannot keep up (its queue of `QUEUE_SIZE` events is full)
 gets a final ``overflow`` event and is dropped rather than slowing the daemon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from datetime import UTC, datetime
@@ -60,16 +63,18 @@ class EventBus:
     def __init__(self) -> None:
         self._seq = itertools.count(1)
         self._subscribers: list[tuple[frozenset[str], trio.MemorySendChannel[Event]]] = []
+        self._token: trio.lowlevel.TrioToken | None = None  # the loop subscribers live on
 
     # -- observer hooks (kernel lane thread) ------------------------------
 
     def _publish(self, kind: str, **fields: Any) -> None:
+        if not self._subscribers or self._token is None:
+            return
         event = Event(seq=next(self._seq), time=datetime.now(UTC).isoformat(), kind=kind,
                       **fields)
-        try:
-            trio.from_thread.run_sync(self._fan_out, event)
-        except RuntimeError:  # not under the daemon's trio loop (embedded use)
-            self._fan_out(event)
+        # FIFO with every other call from this thread, so events stay in order.
+        with contextlib.suppress(trio.RunFinishedError):  # the daemon is stopping
+            self._token.run_sync_soon(self._fan_out, event)
 
     @hookimpl
     def bpfman_program_loaded(self, program: ProgramRecord) -> None:
@@ -126,6 +131,7 @@ class EventBus:
         connection = current_connection.get()
         connection.subscribed = True  # exempt from the idle timeout
         send, receive = trio.open_memory_channel[Event](QUEUE_SIZE)
+        self._token = trio.lowlevel.current_trio_token()
         self._subscribers.append((frozenset(req.kinds), send))
 
         async def forward() -> None:

@@ -159,8 +159,19 @@ class Manager:
         except ProgramNotFound:
             return None
 
-    def _program_reply(self, p: ProgramRecord, *, with_kernel: bool = True) -> ProgramReply:
-        links = [link.link_id for link in self.store.list_links(program_id=p.program_id)]
+    def _program_reply(
+        self,
+        p: ProgramRecord,
+        *,
+        with_kernel: bool = True,
+        links: list[int] | None = None,
+        kernel: KernelProgramInfo | None = None,
+    ) -> ProgramReply:
+        """`links` and `kernel`, when given, were read in bulk by a listing."""
+        if links is None:
+            links = [link.link_id for link in self.store.list_links(program_id=p.program_id)]
+        if kernel is None and with_kernel:
+            kernel = self._kernel_info(p.program_id)
         return ProgramReply(
             program_id=p.program_id,
             name=p.name,
@@ -175,7 +186,7 @@ class Manager:
             loaded_by_uid=p.loaded_by_uid,
             created_at=p.created_at,
             links=links,
-            kernel=self._kernel_info(p.program_id) if with_kernel else None,
+            kernel=kernel,
             attach_func=p.attach_func,
             image=p.image,
         )
@@ -571,15 +582,21 @@ class Manager:
         return _unmanaged_reply(info)
 
     def list_programs(self, caller: Caller, req: ListRequest) -> list[ProgramReply]:
-        replies = []
-        managed_ids = set()
-        for record in self.store.list_programs():
-            managed_ids.add(record.program_id)
-            if req.type is not None and record.type != req.type:
-                continue
-            if any(record.metadata.get(k) != v for k, v in req.metadata.items()):
-                continue
-            replies.append(self._program_reply(record))
+        records = self.store.list_programs()
+        managed_ids = {r.program_id for r in records}
+        records = [
+            r for r in records
+            if (req.type is None or r.type == req.type)
+            and all(r.metadata.get(k) == v for k, v in req.metadata.items())
+        ]
+        # Bulk reads: one links query and one stats read for the whole listing.
+        links = self.store.link_ids_by_program()
+        live = self.kernel.programs_info(r.program_id for r in records)
+        replies = [
+            self._program_reply(r, links=links.get(r.program_id, []),
+                                kernel=live.get(r.program_id))
+            for r in records
+        ]
         if req.all and not req.metadata:
             for info in self.kernel.iter_programs():
                 if info.program_id in managed_ids:

@@ -163,6 +163,15 @@ class Store:
             args.append(attach_point)
         return [_link(r) for r in self._db.execute(sql + " ORDER BY link_id", args)]
 
+    def link_ids_by_program(self) -> dict[int, list[int]]:
+        """Every program's link ids (one query, for listings)."""
+        out: dict[int, list[int]] = {}
+        for program_id, link_id in self._db.execute(
+            "SELECT program_id, link_id FROM links ORDER BY link_id"
+        ):
+            out.setdefault(program_id, []).append(link_id)
+        return out
+
     # -- dispatchers ---------------------------------------------------------
 
     def put_dispatcher(self, d: DispatcherRecord) -> None:
@@ -191,15 +200,20 @@ class Store:
         return [DispatcherRecord(**dict(r)) for r in rows]
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    # Most programs have no metadata or global data: skip the parser (listings).
+    return {} if text == "{}" else dict(json.loads(text))
+
+
 def _program(row: sqlite3.Row) -> ProgramRecord:
     d: dict[str, Any] = dict(row)
-    d["global_data"] = {k: bytes.fromhex(v) for k, v in json.loads(d["global_data"]).items()}
-    d["metadata"] = json.loads(d["metadata"])
+    d["global_data"] = {k: bytes.fromhex(v) for k, v in _json_object(d["global_data"]).items()}
+    d["metadata"] = _json_object(d["metadata"])
     return ProgramRecord(**d)
 
 
 def _link(row: sqlite3.Row) -> LinkRecord:
     d: dict[str, Any] = dict(row)
     for key in ("params", "details", "metadata"):
-        d[key] = json.loads(d[key])
+        d[key] = _json_object(d[key])
     return LinkRecord(**d)

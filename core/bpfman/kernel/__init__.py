@@ -21,6 +21,7 @@ from bpfman.kernel.info import (
     map_info,
     map_info_of_pin,
     program_info,
+    programs_info,
     wait_program_gone,
 )
 from bpfman.kernel.links.detach import detach_link
@@ -151,6 +152,7 @@ __all__ = [
     "process_root",
     "program_id_of_pin",
     "program_info",
+    "programs_info",
     "qdisc_kinds",
     "query_tcx",
     "raise_memlock",

@@ -1,7 +1,8 @@
 """The kernel's live view of programs, links and maps, read by id.
 
 Everything here is read at call time (never a load-time snapshot), and
-opens the object by id for the duration of the call only.
+opens the object by id for the duration of the call only. The one memo is of
+a program's full name and memlock, which are fixed for its lifetime.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import ctypes
 import errno
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,40 +77,90 @@ def _fd_by_id(
 # --- programs --------------------------------------------------------------------
 
 
-def program_info(program_id: int) -> KernelProgramInfo:
+def program_info(program_id: int, *, stats_enabled: bool | None = None) -> KernelProgramInfo:
     """The live KernelProgramInfo of one program.
 
+    :param stats_enabled: kernel.bpf_stats_enabled if the caller already read
+        it (listings read it once, not once per program).
     :raises ProgramNotFound: no program with that id.
     """
-    with _fd_by_id(
-        libbpf.bpf_prog_get_fd_by_id,
-        program_id,
-        lambda: ProgramNotFound(program_id),
-        "bpf_prog_get_fd_by_id",
-    ) as fd:
-        return program_info_of_fd(fd)
+    try:
+        fd = libbpf.bpf_prog_get_fd_by_id(program_id)
+    except SysError as exc:
+        # ENOENT: no such id. EINVAL: id 0 or out of range.
+        if exc.errno in (errno.ENOENT, errno.EINVAL):
+            raise ProgramNotFound(program_id) from exc
+        with kernel_errors("bpf_prog_get_fd_by_id"):
+            raise
+    try:
+        return program_info_of_fd(fd, stats_enabled=stats_enabled)
+    finally:
+        os.close(fd)
 
 
-def program_info_of_fd(fd: int) -> KernelProgramInfo:
-    info = BpfProgInfo()
+def programs_info(program_ids: Iterable[int]) -> dict[int, KernelProgramInfo]:
+    """Live info of each program that still exists, by id (missing ones left out)."""
+    stats = bpf_stats_enabled()
+    out = {}
+    for program_id in program_ids:
+        try:
+            out[program_id] = program_info(program_id, stats_enabled=stats)
+        except ProgramNotFound:
+            continue
+    return out
+
+
+# The full name, memlock and load time never change for a loaded program, and
+# reading them costs more than the rest of its info (a BTF load, a /proc read,
+# clock arithmetic): keep them by (id, load time), which no later program can
+# share.
+_FIXED_FACTS: dict[tuple[int, int], tuple[str, int | None, str | None]] = {}
+_FIXED_FACTS_MAX = 16384
+
+
+def _fixed_facts(fd: int, info: BpfProgInfo) -> tuple[str, int | None, str | None]:
+    key = (info.id, info.load_time)
+    facts = _FIXED_FACTS.get(key)
+    if facts is None:
+        if len(_FIXED_FACTS) >= _FIXED_FACTS_MAX:
+            _FIXED_FACTS.clear()
+        facts = _FIXED_FACTS[key] = (
+            _full_name(fd, info), _fdinfo_int(fd, b"memlock"), _wall_clock(info.load_time))
+    return facts
+
+
+# Room for this many map ids in the first info query: one syscall for almost
+# every program, a second only for programs using more maps.
+_MAP_IDS_ROOM = 64
+
+
+def program_info_of_fd(fd: int, *, stats_enabled: bool | None = None) -> KernelProgramInfo:
+    ids = (ctypes.c_uint32 * _MAP_IDS_ROOM)()
+    info = BpfProgInfo(nr_map_ids=_MAP_IDS_ROOM, map_ids=ctypes.addressof(ids))
     pins.object_info(fd, info, "bpf_obj_get_info_by_fd(program)")
     run_count: int | None = int(info.run_cnt)
     run_time: int | None = int(info.run_time_ns)
-    if not run_count and not run_time and not bpf_stats_enabled():
-        run_count = run_time = None  # stats off: zero means "not counted"
+    if not run_count and not run_time:
+        if stats_enabled is None:
+            stats_enabled = bpf_stats_enabled()
+        if not stats_enabled:
+            run_count = run_time = None  # stats off: zero means "not counted"
+    count = int(info.nr_map_ids)
+    map_ids = list(ids[:count]) if count <= _MAP_IDS_ROOM else _map_ids(fd, count)
+    name, memlock, loaded_at = _fixed_facts(fd, info)
     return KernelProgramInfo(
         program_id=int(info.id),
-        name=_full_name(fd, info),
+        name=name,
         kernel_type=libbpf.prog_type_name(info.type),
         tag=bytes(info.tag).hex(),
-        loaded_at=_wall_clock(info.load_time),
+        loaded_at=loaded_at,
         uid=int(info.created_by_uid),
         gpl_compatible=bool(info.gpl_compatible),
-        map_ids=_map_ids(fd, info.nr_map_ids),
+        map_ids=map_ids,
         btf_id=int(info.btf_id) or None,
         xlated_size=int(info.xlated_prog_len),
         jited_size=int(info.jited_prog_len),
-        memlock=_fdinfo_int(fd, "memlock"),
+        memlock=memlock,
         verified_insns=int(info.verified_insns) or None,
         run_count=run_count,
         run_time_ns=run_time,
@@ -119,6 +170,7 @@ def program_info_of_fd(fd: int) -> KernelProgramInfo:
 def iter_programs() -> Iterator[KernelProgramInfo]:
     """Every program in the kernel, by ascending id. Programs that vanish
     between listing and opening are skipped."""
+    stats = bpf_stats_enabled()
     next_id = ctypes.c_uint32(0)
     current = 0
     while True:
@@ -131,16 +183,20 @@ def iter_programs() -> Iterator[KernelProgramInfo]:
                 raise
         current = next_id.value
         try:
-            yield program_info(current)
+            yield program_info(current, stats_enabled=stats)
         except ProgramNotFound:
             continue
 
 
 def bpf_stats_enabled() -> bool:
     try:
-        return BPF_STATS_SYSCTL.read_text().strip() == "1"
+        f = os.open(BPF_STATS_SYSCTL, os.O_RDONLY)
     except OSError:
         return False
+    try:
+        return os.read(f, 16).strip() == b"1"
+    finally:
+        os.close(f)
 
 
 def _wall_clock(ns_since_boot: int) -> str | None:
@@ -189,19 +245,24 @@ def _full_name(fd: int, info: BpfProgInfo) -> str:
     return full if full.startswith(short) else short
 
 
-def _fdinfo_int(fd: int, key: str) -> int | None:
+def _fdinfo_int(fd: int, key: bytes) -> int | None:
+    # os.open/os.read: pathlib costs more than the kernel does here.
     try:
-        text = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        f = os.open(f"/proc/self/fdinfo/{fd}", os.O_RDONLY)
     except OSError:
         return None
-    for line in text.splitlines():
-        k, _, v = line.partition(":")
-        if k.strip() == key:
-            try:
-                return int(v.strip())
-            except ValueError:
-                return None
-    return None
+    try:
+        text = os.read(f, 4096)
+    finally:
+        os.close(f)
+    at = text.find(b"\n" + key + b":")
+    if at < 0:
+        return None
+    value = text[at + len(key) + 2:].split(b"\n", 1)[0]
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
 
 
 # --- links and maps ------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Netlink (pyroute2): interfaces by name inside a netns, and XDP programs
-attached through IFLA_XDP, the way libxdp and `ip link` do it.
+"""Netlink (`bpfman.kernel.rtnl`): interfaces by name inside a netns, and XDP
+programs attached through IFLA_XDP, the way libxdp and `ip link` do it.
 
 An XDP attachment made here is not a bpf_link: it is owned by the interface
 and survives the daemon. Replacing one is atomic and conditional:
@@ -11,14 +11,15 @@ reported as `Conflict`). A first attach uses ``XDP_FLAGS_UPDATE_IF_NOEXIST``.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
+import struct
+import sys
 
 import attrs
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
+from bpfman.kernel import rtnl
+from bpfman.kernel.rtnl import NetlinkError
 from bpfman.netns import NetNs
 
 _HERE = NetNs()  # the daemon's own namespace
@@ -32,19 +33,27 @@ XDP_FLAGS_REPLACE = 1 << 4
 #: our name for each XDP mode -> its attach flag
 XDP_MODES = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE,
              "offload": XDP_FLAGS_HW_MODE}
-_ATTACHED = {"xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload",
-             "xdpmulti": "multi"}
+# linux/if_link.h: IFLA_XDP_ATTACHED values, and the IFLA_XDP attributes read
+_ATTACHED = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
+IFLA_XDP = 43
+IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID = 2, 4
+IFLA_XDP_DRV_PROG_ID, IFLA_XDP_SKB_PROG_ID, IFLA_XDP_HW_PROG_ID = 5, 6, 7
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_NLMSGHDR_SIZE = 16
 
 
-@contextmanager
-def _ipr(netns: NetNs) -> Iterator[IPRoute]:
-    # The socket belongs to the namespace it was created in, for good.
-    with netns.entered():
-        ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
+def _get_link(rt: rtnl.Rtnl, *, index: int = 0,
+              name: str | None = None) -> tuple[int, dict[int, bytes]]:
+    """RTM_GETLINK of one interface, by index or by name (ENODEV if none):
+    its index and its IFLA_XDP attributes."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    if name is not None:
+        msg["attrs"] = [("IFLA_IFNAME", name)]
+    [reply] = rt.request_raw(msg, rtnl.RTM_GETLINK)
+    found = _IFINFOMSG.unpack_from(reply, _NLMSGHDR_SIZE)[2]
+    top = rtnl.attributes(reply, _NLMSGHDR_SIZE + _IFINFOMSG.size)
+    return found, rtnl.attributes(top.get(IFLA_XDP, b""), 0)
 
 
 def _kernel_error(op: str, exc: NetlinkError, **details: object) -> KernelError:
@@ -58,12 +67,14 @@ def ifindex(name: str, netns: NetNs = _HERE) -> int:
     """
     if not name or len(name) > 15 or "/" in name:
         raise InvalidArgument(f"invalid interface name {name!r}", field="iface")
-    with _ipr(netns) as ipr:
-        found = ipr.link_lookup(ifname=name)
-    if not found:
-        raise AttachTargetNotFound(f"no interface {name!r} in {netns}", iface=name,
-                                   netns=str(netns))
-    return int(found[0])
+    with rtnl.connect(netns) as rt:
+        try:
+            return _get_link(rt, name=name)[0]
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                raise AttachTargetNotFound(f"no interface {name!r} in {netns}", iface=name,
+                                           netns=str(netns)) from exc
+            raise _kernel_error("RTM_GETLINK", exc, iface=name) from exc
 
 
 @attrs.frozen
@@ -87,22 +98,24 @@ def xdp_query(index: int, netns: NetNs = _HERE) -> XdpState:
 
     :raises AttachTargetNotFound: the interface is gone.
     """
-    with _ipr(netns) as ipr:
+    with rtnl.connect(netns) as rt:
         try:
-            msg = ipr.get_links(index)[0]
+            _, xdp = _get_link(rt, index=index)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 raise AttachTargetNotFound(f"no interface with index {index} in {netns}",
                                            ifindex=index) from exc
             raise _kernel_error("RTM_GETLINK", exc, ifindex=index) from exc
-    xdp = msg.get_attr("IFLA_XDP")
-    attrs_ = dict(xdp["attrs"]) if xdp else {}
-    mode = _ATTACHED.get(attrs_.get("IFLA_XDP_ATTACHED") or "")
+    def u32(kind: int) -> int:
+        value = xdp.get(kind, b"")
+        return int.from_bytes(value[:4], sys.byteorder) if len(value) >= 4 else 0
+
+    attached = xdp.get(IFLA_XDP_ATTACHED, b"")
+    mode = _ATTACHED.get(attached[0]) if attached else None
     state = XdpState(
-        ifindex=index, mode=mode, program_id=int(attrs_.get("IFLA_XDP_PROG_ID") or 0),
-        native_id=int(attrs_.get("IFLA_XDP_DRV_PROG_ID") or 0),
-        generic_id=int(attrs_.get("IFLA_XDP_SKB_PROG_ID") or 0),
-        offload_id=int(attrs_.get("IFLA_XDP_HW_PROG_ID") or 0),
+        ifindex=index, mode=mode, program_id=u32(IFLA_XDP_PROG_ID),
+        native_id=u32(IFLA_XDP_DRV_PROG_ID), generic_id=u32(IFLA_XDP_SKB_PROG_ID),
+        offload_id=u32(IFLA_XDP_HW_PROG_ID),
     )
     if mode in XDP_MODES and not state.id_in(mode):
         # Older kernels report only IFLA_XDP_PROG_ID for a single mode.
@@ -110,11 +123,14 @@ def xdp_query(index: int, netns: NetNs = _HERE) -> XdpState:
     return state
 
 
-def _set_xdp(ipr: IPRoute, index: int, fd: int, flags: int, expected_fd: int | None) -> None:
+def _set_xdp(rt: rtnl.Rtnl, index: int, fd: int, flags: int, expected_fd: int | None) -> None:
     nested: list[tuple[str, int]] = [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags)]
     if expected_fd is not None:
         nested.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
-    ipr.link("set", index=index, xdp={"attrs": nested})
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = [("IFLA_XDP", {"attrs": nested})]
+    rt.request(msg, rtnl.RTM_SETLINK, rtnl.ACKED)
 
 
 def xdp_attach(index: int, prog_fd: int, *, netns: NetNs = _HERE, mode: str = "auto",
@@ -133,12 +149,12 @@ def xdp_attach(index: int, prog_fd: int, *, netns: NetNs = _HERE, mode: str = "a
         raise InvalidArgument(f"unknown XDP mode {mode!r}", field="xdp_mode")
     tries = ["native", "generic"] if mode == "auto" else [mode]
     last: NetlinkError | None = None
-    with _ipr(netns) as ipr:
+    with rtnl.connect(netns) as rt:
         for m in tries:
             flags = XDP_MODES[m]
             flags |= XDP_FLAGS_UPDATE_IF_NOEXIST if expected_fd is None else XDP_FLAGS_REPLACE
             try:
-                _set_xdp(ipr, index, prog_fd, flags, expected_fd)
+                _set_xdp(rt, index, prog_fd, flags, expected_fd)
                 return m
             except NetlinkError as exc:
                 last = exc
@@ -175,9 +191,9 @@ def xdp_detach(index: int, *, netns: NetNs = _HERE, mode: str,
     flags = XDP_MODES.get(mode, 0)
     if expected_fd is not None:
         flags |= XDP_FLAGS_REPLACE
-    with _ipr(netns) as ipr:
+    with rtnl.connect(netns) as rt:
         try:
-            _set_xdp(ipr, index, -1, flags, expected_fd)
+            _set_xdp(rt, index, -1, flags, expected_fd)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return False

@@ -18,7 +18,7 @@ from typing import Literal
 
 from bpfman.errors import InvalidArgument, StateDrift
 from bpfman.kernel._sys import libbpf
-from bpfman.kernel._sys.errors import kernel_errors
+from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BpfLinkInfo, BpfProgInfo
 
 PathLike = Path | str
@@ -119,8 +119,11 @@ def object_info(fd: int, info: ctypes.Structure, op: str) -> None:
     """BPF_OBJ_GET_INFO_BY_FD into a ctypes info struct (info_len = its size:
     the kernel fills what both sides know and zeroes nothing beyond it)."""
     length = ctypes.c_uint32(ctypes.sizeof(info))
-    with kernel_errors(op):
+    try:  # not `with kernel_errors`: this runs per object in every listing
         libbpf.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(length))
+    except SysError:
+        with kernel_errors(op):
+            raise
 
 
 def program_id_of_fd(fd: int) -> int:

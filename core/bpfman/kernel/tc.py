@@ -1,5 +1,5 @@
-"""Traffic control through netlink (pyroute2): interfaces in a network
-namespace, the clsact qdisc and cls_bpf direct-action filters.
+"""Traffic control through netlink (`bpfman.kernel.rtnl`, pyroute2's `tcmsg`
+as the codec): the clsact qdisc and cls_bpf direct-action filters.
 
 Interface indexes, qdiscs and filters all belong to a network namespace.
 Every function takes a `bpfman.netns.NetNs` (default: the daemon's own);
@@ -11,20 +11,19 @@ thread).
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
-from bpfman.kernel import pins
+from bpfman.kernel import pins, rtnl
 from bpfman.kernel.links import require_program_type
+from bpfman.kernel.rtnl import NetlinkError
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
-
     # bpfman.netns imports bpfman.kernel._sys, which runs this package's
     # __init__: import it lazily to keep `import bpfman.netns` first working.
     from bpfman.netns import NetNs
@@ -78,16 +77,25 @@ def _parent(direction: str) -> int:
                               field="direction") from None
 
 
-@contextmanager
-def _ipr(netns: NetNs | None) -> Iterator[IPRoute]:
-    from pyroute2 import IPRoute
+def _tcmsg(ifindex: int, *, handle: int = 0, parent: int = 0, info: int = 0,
+           attrs_: list[tuple[str, Any]] | None = None) -> tcmsg:
+    msg = tcmsg()
+    msg["index"] = ifindex
+    msg["handle"] = handle
+    msg["parent"] = parent
+    msg["info"] = info
+    msg["attrs"] = attrs_ or []
+    return msg
 
-    with host_netns(netns).entered():
-        ipr = IPRoute()  # the socket stays in the namespace it was made in
-    try:
-        yield ipr
-    finally:
-        ipr.close()
+
+def _filter_info(priority: int) -> int:
+    # tcm_info: priority in the high half, protocol (network order) in the low.
+    return (priority << 16) | socket.htons(ETH_P_ALL)
+
+
+def _clsact(ifindex: int) -> tcmsg:
+    return _tcmsg(ifindex, handle=CLSACT_HANDLE, parent=TC_H_CLSACT,
+                  attrs_=[("TCA_KIND", "clsact")])
 
 
 def _netlink_error(op: str, exc: Any, **details: Any) -> KernelError:
@@ -98,11 +106,9 @@ def _netlink_error(op: str, exc: Any, **details: Any) -> KernelError:
 def qdisc_kinds(ifindex: int, *, netns: NetNs | None = None) -> dict[int, str]:
     """parent handle -> kind of the qdiscs on the interface's ingress side
     (clsact and ingress both sit at parent TC_H_CLSACT = TC_H_INGRESS)."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with _ipr(netns) as ipr:
+    with rtnl.connect(host_netns(netns)) as rt:
         try:
-            qdiscs = ipr.get_qdiscs(index=ifindex)
+            qdiscs = rt.request(_tcmsg(ifindex), rtnl.RTM_GETQDISC, rtnl.DUMP)
         except NetlinkError as exc:
             raise _netlink_error("tc qdisc show", exc, ifindex=ifindex) from exc
     return {int(q["parent"]): str(q.get_attr("TCA_KIND")) for q in qdiscs
@@ -116,8 +122,6 @@ def ensure_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
         one was there already.
     :raises Conflict: an `ingress` qdisc holds the slot clsact needs.
     """
-    from pyroute2.netlink.exceptions import NetlinkError
-
     present = qdisc_kinds(ifindex, netns=netns).get(TC_H_CLSACT)
     if present == "clsact":
         return False
@@ -125,9 +129,9 @@ def ensure_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
         raise Conflict(f"interface {ifindex} has an {present!r} qdisc where clsact must go;"
                        " remove it (tc qdisc del dev IFACE ingress) or use the tcx type",
                        ifindex=ifindex, qdisc=present)
-    with _ipr(netns) as ipr:
+    with rtnl.connect(host_netns(netns)) as rt:
         try:
-            ipr.tc("add", "clsact", ifindex)
+            rt.request(_clsact(ifindex), rtnl.RTM_NEWQDISC, rtnl.CREATE)
         except NetlinkError as exc:
             if exc.code == errno.EEXIST:  # someone was faster: theirs, not ours
                 return False
@@ -138,11 +142,9 @@ def ensure_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
 def remove_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
     """Delete the interface's clsact qdisc (and every filter on it).
     Returns False when there was none (or the interface is gone)."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with _ipr(netns) as ipr:
+    with rtnl.connect(host_netns(netns)) as rt:
         try:
-            ipr.tc("del", "clsact", ifindex)
+            rt.request(_clsact(ifindex), rtnl.RTM_DELQDISC, rtnl.ACKED)
         except NetlinkError as exc:
             if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
                 return False
@@ -154,12 +156,10 @@ def list_filters(ifindex: int, direction: str, *,
                  netns: NetNs | None = None) -> list[TcFilter]:
     """The filters on a clsact direction, in run order (priority ascending).
     An interface without clsact has none."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
     parent = _parent(direction)
-    with _ipr(netns) as ipr:
+    with rtnl.connect(host_netns(netns)) as rt:
         try:
-            msgs = ipr.get_filters(index=ifindex, parent=parent)
+            msgs = rt.request(_tcmsg(ifindex, parent=parent), rtnl.RTM_GETTFILTER, rtnl.DUMP)
         except NetlinkError as exc:
             if exc.code in (errno.EINVAL, errno.ENOENT):
                 return []
@@ -191,19 +191,19 @@ def attach_bpf_filter(program_pin: Path | str, ifindex: int, direction: str, *, 
     program or the new one, never neither). Without it, an existing filter
     there is a `Conflict` (NLM_F_EXCL).
     """
-    from pyroute2.netlink.exceptions import NetlinkError
-
     parent = _parent(direction)
     if not 1 <= priority <= 0xFFFF or not 1 <= handle <= 0xFFFFFFFF:
         raise InvalidArgument("tc priority must be 1..65535 and handle 1..2^32-1",
                               field="priority")
     with pins.open_pinned(program_pin, "prog") as fd:
         require_program_type(fd, ("sched_cls",), f"tc {direction}")
-        with _ipr(netns) as ipr:
+        msg = _tcmsg(ifindex, handle=handle, parent=parent, info=_filter_info(priority),
+                     attrs_=[("TCA_KIND", "bpf"), ("TCA_OPTIONS", {"attrs": [
+                         ("TCA_BPF_FD", fd), ("TCA_BPF_NAME", name),
+                         ("TCA_BPF_FLAGS", TCA_BPF_FLAG_ACT_DIRECT)]})])
+        with rtnl.connect(host_netns(netns)) as rt:
             try:
-                ipr.tc("replace-filter" if replace else "add-filter", "bpf", ifindex, handle,
-                       fd=fd, name=name, parent=parent, prio=priority, protocol=ETH_P_ALL,
-                       direct_action=True)
+                rt.request(msg, rtnl.RTM_NEWTFILTER, rtnl.REPLACE if replace else rtnl.CREATE)
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST:
                     raise Conflict(f"a tc filter already exists at {direction} priority"
@@ -218,13 +218,11 @@ def attach_bpf_filter(program_pin: Path | str, ifindex: int, direction: str, *, 
 def detach_filter(ifindex: int, direction: str, *, priority: int, handle: int, kind: str = "bpf",
                   netns: NetNs | None = None) -> bool:
     """Delete one filter; False when it (or the interface, or clsact) is gone."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    parent = _parent(direction)
-    with _ipr(netns) as ipr:
+    msg = _tcmsg(ifindex, handle=handle, parent=_parent(direction),
+                 info=_filter_info(priority), attrs_=[("TCA_KIND", kind)])
+    with rtnl.connect(host_netns(netns)) as rt:
         try:
-            ipr.tc("del-filter", kind, ifindex, handle, parent=parent, prio=priority,
-                   protocol=ETH_P_ALL)
+            rt.request(msg, rtnl.RTM_DELTFILTER, rtnl.ACKED)
         except NetlinkError as exc:
             if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
                 return False

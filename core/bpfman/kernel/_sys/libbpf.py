@@ -12,6 +12,7 @@ errors can quote what libbpf said.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -163,15 +164,18 @@ def _type_name(lookup: Any, newer: dict[int, str], value: int) -> str:
     return newer.get(value, f"unknown({value})")
 
 
+@functools.cache  # fixed tables, asked per object in listings
 def prog_type_name(prog_type: int) -> str:
     """libbpf's name for a prog type ("tracepoint", "sched_cls", ...)."""
     return _type_name(libbpf_bpf_prog_type_str, _NEWER_PROG_TYPES, prog_type)
 
 
+@functools.cache  # fixed tables, asked per object in listings
 def map_type_name(map_type: int) -> str:
     return _type_name(libbpf_bpf_map_type_str, _NEWER_MAP_TYPES, map_type)
 
 
+@functools.cache  # fixed tables, asked per object in listings
 def link_type_name(link_type: int) -> str:
     return _type_name(libbpf_bpf_link_type_str, _NEWER_LINK_TYPES, link_type)
 
