@@ -87,9 +87,32 @@ def _path(m: int, leaves: list[bytes]) -> list[bytes]:
     return [*_path(m - k, leaves[k:]), _mth(leaves[:k])]
 
 
+def _ca_certificate(subject: x509.Name, key: Any, issuer: x509.Name, issuer_key: Any, *,
+                    path_length: int) -> x509.Certificate:
+    """A CA certificate for `key`, valid from a day ago for 30 days and signed by
+    `issuer_key` (the same key for a self-signed root, which then has no
+    authority key identifier)."""
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                       critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+    )
+    if issuer_key is not key:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA384())
+
+
 class LocalSigstore:
     def __init__(self, name: str = "local") -> None:
-        now = datetime.datetime.now(datetime.UTC)
         self.name = name
         self.root_key = ec.generate_private_key(ec.SECP384R1())
         self.inter_key = ec.generate_private_key(ec.SECP384R1())
@@ -100,31 +123,10 @@ class LocalSigstore:
         self.leaves: list[bytes] = []
         root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} root")])
         inter_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} intermediate")])
-        ku_ca = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-        self.root = (
-            x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
-            .public_key(self.root_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(ku_ca, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(
-                self.root_key.public_key()), critical=False)
-            .sign(self.root_key, hashes.SHA384())
-        )
-        self.intermediate = (
-            x509.CertificateBuilder().subject_name(inter_name).issuer_name(root_name)
-            .public_key(self.inter_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(ku_ca, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(
-                self.inter_key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self.root_key.public_key()), critical=False)
-            .sign(self.root_key, hashes.SHA384())
-        )
+        self.root = _ca_certificate(root_name, self.root_key, root_name, self.root_key,
+                                    path_length=1)
+        self.intermediate = _ca_certificate(inter_name, self.inter_key, root_name,
+                                            self.root_key, path_length=0)
 
     # -- trust root ---------------------------------------------------------------
 

@@ -9,28 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from xdp_support import attach, dispatchers, load
 
 from bpfman.client import RpcError
 from bpfman.testing import DaemonProcess, VethPair, running_daemon
 
 
-def load(d: DaemonProcess, path: Path, name: str) -> dict[str, Any]:
-    [prog] = d.client().call("program.load", {"path": str(path), "programs": [
-        {"name": name, "type": "xdp"}]})["programs"]
-    return prog
-
-
-def attach(d: DaemonProcess, prog: dict[str, Any], pair: VethPair, **params: Any) -> dict:
-    return d.client().call("program.attach", {"program_id": prog["program_id"], "params": {
-        "iface": pair.if_b, "netns": pair.netns_b, **params}})
-
-
 def chain(d: DaemonProcess) -> list[int]:
     """Program ids the recorded dispatcher runs, in order."""
-    [disp] = [x for x in d.client().call("dispatcher.list") if x["type"] == "xdp"]
+    [disp] = dispatchers(d)
     links = {ln["link_id"]: ln for ln in d.client().call("link.list", {})}
     return [links[link_id]["program_id"] for link_id in disp["links"]]
 
@@ -89,7 +78,7 @@ def test_kill_mid_dispatcher_change(point: str, veth: VethPair,
         assert chain(d) == expected
         # The kernel runs the recorded dispatcher, not the one swapped in
         # before the crash.
-        [disp] = [x for x in d.client().call("dispatcher.list") if x["type"] == "xdp"]
+        [disp] = dispatchers(d)
         assert veth.xdp_program_id() == disp["program_id"]
         links = d.client().call("link.list", {})
         assert {str(p) for p in (d.bpffs / "links").iterdir()} == {ln["pin_path"]

@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from images.fixtures import registry, sigstore, trusted_root  # noqa: F401
+from images.fixtures import (  # noqa: F401
+    CosignKey,
+    cosign_key,
+    registry,
+    sigstore,
+    trusted_root,
+)
 from images.publish import attach_bundle, attach_key_signature
 from images.registry import LocalRegistry
 from images.sigstore_local import LocalSigstore, cosign_statement
@@ -38,16 +43,6 @@ def counter(map_dir: str) -> int:
     return struct.unpack("<Q", raw[:8])[0]
 
 
-@pytest.fixture(scope="module")
-def cosign_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[ec.EllipticCurvePrivateKey,
-                                                                  Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = tmp_path_factory.mktemp("cosign") / "cosign.pub"
-    pem.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return key, pem
-
-
 def config(reg: LocalRegistry, pem: Path, root: Path, *, allow_unsigned: bool = False) -> str:
     return f"""
 [images]
@@ -68,7 +63,7 @@ certificate_oidc_issuer = "{ISSUER}"
 
 
 @pytest.fixture
-def d(registry: LocalRegistry, cosign_key: tuple[ec.EllipticCurvePrivateKey, Path],  # noqa: F811
+def d(registry: LocalRegistry, cosign_key: CosignKey,  # noqa: F811
       trusted_root: Path) -> Iterator[DaemonProcess]:  # noqa: F811
     with running_daemon(config(registry, cosign_key[1], trusted_root)) as daemon:
         yield daemon
@@ -89,7 +84,7 @@ def build_push(d: DaemonProcess, obj: Path, url: str) -> str:
 
 def test_build_sign_pull_load_attach(d: DaemonProcess, registry: LocalRegistry,  # noqa: F811
                                      tp_object: Path,
-                                     cosign_key: tuple[ec.EllipticCurvePrivateKey, Path]) -> None:
+                                     cosign_key: CosignKey) -> None:  # noqa: F811
     url = f"{registry.host}/bytecode/tp-counter:v1"
     digest = build_push(d, tp_object, url)
     trio.run(attach_key_signature, registry.host, "bytecode/tp-counter", digest, cosign_key[0])

@@ -313,11 +313,11 @@ def test_kernel_type_override(bpffs: Bpffs, tp_object: Path) -> None:
 
 def test_program_info_has_the_full_name(bpffs: Bpffs, bpf_program: Callable[..., Path]) -> None:
     # The kernel keeps 15 bytes of the name; the rest comes from the program's BTF.
-    loaded = load(bpffs, bpf_program("probes"), "on_unlinkat_kprobe")
-    program_id = loaded.programs["on_unlinkat_kprobe"]
-    assert kernel.program_info(program_id).name == "on_unlinkat_kprobe"
+    loaded = load(bpffs, bpf_program("xdp_verdict"), "xdp_dispatcher_return")
+    program_id = loaded.programs["xdp_dispatcher_return"]
+    assert kernel.program_info(program_id).name == "xdp_dispatcher_return"
     assert program_id in {p.program_id for p in kernel.iter_programs()
-                          if p.name == "on_unlinkat_kprobe"}
+                          if p.name == "xdp_dispatcher_return"}
 
 
 def test_attach_raw_tracepoint(bpffs: Bpffs, bpf_program: Callable[..., Path]) -> None:
@@ -449,9 +449,9 @@ def test_attach_tracepoint_failures_pin_nothing(bpffs: Bpffs, tp_object: Path,
     with pytest.raises(StateDrift):
         kernel.attach_tracepoint(bpffs.program_pin(999999), "syscalls", "sys_enter_getpid",
                                  link_pin)
-    probes = load(bpffs, bpf_program("probes"), "on_unlinkat_kprobe")
+    probes = load(bpffs, bpf_program("kernel_probes"), "on_entry")
     with pytest.raises(InvalidArgument) as wrong_type:
-        kernel.attach_tracepoint(bpffs.program_pin(probes.programs["on_unlinkat_kprobe"]),
+        kernel.attach_tracepoint(bpffs.program_pin(probes.programs["on_entry"]),
                                  "syscalls", "sys_enter_getpid", link_pin)
     assert wrong_type.value.details["field"] == "program"
     assert not kernel.pin_exists(link_pin)
@@ -475,10 +475,10 @@ def test_kprobe_attach_reports_the_missing_feature(
     bpffs: Bpffs, bpf_program: Callable[..., Path]
 ) -> None:
     # The kprobe program type loads; only attaching needs CONFIG_KPROBES.
-    loaded = load(bpffs, bpf_program("probes"), "on_unlinkat_kprobe")
+    loaded = load(bpffs, bpf_program("kernel_probes"), "on_entry")
     link_pin = bpffs.link_pin(1)
     with pytest.raises(KernelFeatureMissing) as caught:
-        kernel.attach_kprobe(bpffs.program_pin(loaded.programs["on_unlinkat_kprobe"]),
+        kernel.attach_kprobe(bpffs.program_pin(loaded.programs["on_entry"]),
                              "do_unlinkat", 0, False, link_pin)
     assert caught.value.details["feature"] == "kprobes"
     assert not kernel.pin_exists(link_pin)
@@ -492,7 +492,7 @@ def test_fentry_load_reports_the_missing_feature(
     if kernel.probe_features().tracing_programs:
         pytest.skip("fentry loads here: tests/vm covers it")
     with pytest.raises(KernelFeatureMissing) as caught:
-        load(bpffs, bpf_program("probes"), "on_unlinkat_fentry")
+        load(bpffs, bpf_program("kernel_probes"), "on_fentry", attach_func="do_unlinkat")
     assert caught.value.details["feature"] == "tracing_programs"
     assert "EPERM" in caught.value.details["reason"]
     assert pins_in(bpffs) == set()

@@ -286,10 +286,10 @@ def test_uprobe_errors_leave_nothing(daemon: DaemonProcess, uprobe_object: Path,
 @pytest.mark.parametrize(
     ("type_", "program", "selector", "feature"),
     [
-        ("kprobe", "on_unlinkat_kprobe", {}, "kprobes"),
-        ("kretprobe", "on_unlinkat_kprobe", {}, "kprobes"),
-        ("fentry", "on_unlinkat_fentry", {"attach_func": "do_unlinkat"}, "tracing_programs"),
-        ("fexit", "on_unlinkat_fentry", {}, "tracing_programs"),
+        ("kprobe", "on_entry", {}, "kprobes"),
+        ("kretprobe", "on_return", {}, "kprobes"),
+        ("fentry", "on_fentry", {"attach_func": "do_unlinkat"}, "tracing_programs"),
+        ("fexit", "on_fexit", {}, "tracing_programs"),
     ],
 )
 def test_missing_kernel_features_are_named(
@@ -301,7 +301,7 @@ def test_missing_kernel_features_are_named(
         pytest.skip(f"this kernel has {feature}: tests/vm covers {type_}")
     assert type_ in info["types"]
     with pytest.raises(RpcError) as err:
-        load(daemon, bpf_program("probes"), program, type_, **selector)
+        load(daemon, bpf_program("kernel_probes"), program, type_, **selector)
     assert err.value.code == 1400, err.value
     assert err.value.data["feature"] == feature
     assert err.value.message.startswith(f"unsupported by this kernel: {feature} (")

@@ -3,7 +3,9 @@
 The host kernel refuses extension programs (lockdown), so the daemon builds
 static dispatchers here: every test below runs a real daemon over its socket
 and a veth pair between two namespaces the test creates. XDP programs attach
-to the B end (inside namespace B); traffic goes from A to B only.
+to the B end (inside namespace B); traffic goes from A to B only. Counter
+deltas are checked as ">=" where the counter runs: the kernel's own IPv6
+neighbour discovery on the veth also passes through the chain.
 """
 
 from __future__ import annotations
@@ -17,17 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdp_support import FRAME, XDP_DROP, XDP_PASS, XDP_TX, attach, counts, dispatchers, load
 
 from bpfman import kernel
 from bpfman.client import RpcError
 from bpfman.dispatch import MAX_SLOTS
 from bpfman.testing import DaemonProcess, VethPair, running_daemon, veth_pair
-
-XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX = 0, 1, 2, 3
-# A minimal Ethernet + IPv4 frame: enough for BPF_PROG_TEST_RUN on XDP. Counter
-# deltas are checked as ">=" where the counter runs: the kernel's own IPv6
-# neighbour discovery on the veth also passes through the chain.
-FRAME = bytes(12) + b"\x08\x00" + bytes(50)
 
 
 @pytest.fixture
@@ -40,31 +37,6 @@ def d() -> Iterator[DaemonProcess]:
 def objs(bpf_program: Callable[..., Path]) -> dict[str, Path]:
     return {"counter": bpf_program("xdp_counter"), "verdict": bpf_program("xdp_verdict"),
             "tailcall": bpf_program("xdp_tailcall")}
-
-
-def load(d: DaemonProcess, path: Path, name: str, **extra: Any) -> dict[str, Any]:
-    params = {"path": str(path), "programs": [{"name": name, "type": "xdp"}], **extra}
-    [prog] = d.client().call("program.load", params)["programs"]
-    return prog
-
-
-def attach(d: DaemonProcess, prog: dict[str, Any], pair: VethPair, **params: Any) -> dict:
-    params = {"iface": pair.if_b, "netns": pair.netns_b, **params}
-    return d.client().call("program.attach",
-                           {"program_id": prog["program_id"], "params": params})
-
-
-def counts(prog: dict[str, Any]) -> tuple[int, int]:
-    raw = kernel.map_lookup(Path(prog["map_pin_dir"]) / "xdp_counts", bytes(4))
-    assert raw is not None
-    packets, nbytes = struct.unpack("<QQ", raw)
-    return packets, nbytes
-
-
-def dispatchers(d: DaemonProcess) -> list[dict[str, Any]]:
-    return [x for x in d.client().call("dispatcher.list") if x["type"] == "xdp"]
-
-
 
 
 def run_attached(pair: VethPair, data: bytes = FRAME) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdp_support import attach, load
 
 from bpfman.testing import DaemonProcess, VethPair, running_daemon
 
@@ -19,10 +20,7 @@ def d() -> Iterator[DaemonProcess]:
 
 
 def attach_dropper(d: DaemonProcess, veth: VethPair, obj: Path) -> dict[str, Any]:
-    [prog] = d.client().call("program.load", {"path": str(obj), "programs": [
-        {"name": "xdp_dropper", "type": "xdp"}]})["programs"]
-    return d.client().call("program.attach", {"program_id": prog["program_id"], "params": {
-        "iface": veth.if_b, "netns": veth.netns_b}})
+    return attach(d, load(d, obj, "xdp_dropper"), veth)
 
 
 def ip_b(veth: VethPair, *args: str) -> None:

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Counts calls of one kernel function by one process (target_pid), one slot
- * per way of probing it (tests/vm/test_vm_probes.py). The kprobe sections
- * name no function and fentry names none either: the daemon is told the
- * target (attach params, attach_func); fexit names it in its section. */
+ * per way of probing it. The kprobe sections name no function and fentry
+ * names none either: the loader is told the target (attach params,
+ * attach_func); fexit names it in its section. The host kernel has no
+ * kprobes and refuses tracing programs: tests/kernel checks how that is
+ * reported (test_probes.py, test_kernel_layer.py); tests/vm attaches them
+ * for real, through the daemon (test_vm_probes.py) and through the kernel
+ * layer (test_vm_kernel.py). tests/vm/probe_support.py mirrors the slots. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 

@@ -12,12 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from images.fixtures import (  # noqa: F401
     AUTH_PASSWORD,
     AUTH_USER,
+    CosignKey,
     auth_registry,
+    cosign_key,
     registry,
     sigstore,
     trusted_root,
@@ -223,20 +224,10 @@ async def test_timeouts_and_cancellation() -> None:
 # -- signatures through the registry -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[ec.EllipticCurvePrivateKey,
-                                                                   Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = tmp_path_factory.mktemp("keys") / "cosign.pub"
-    pem.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return key, pem
-
-
 async def test_key_based_signatures_via_registry(
         tmp_path: Path, registry: LocalRegistry, obj: bytes,  # noqa: F811
-        labels: images.Labels, signing_key: tuple[ec.EllipticCurvePrivateKey, Path]) -> None:
-    key, pem = signing_key
+        labels: images.Labels, cosign_key: CosignKey) -> None:  # noqa: F811
+    key, pem = cosign_key
     strict = service(tmp_path, registry, SigningConfig(allow_unsigned=False, public_keys=[pem]))
     signed = await push(registry.host, "signed/key", "v1", images.build_image(obj, labels))
     await attach_key_signature(registry.host, "signed/key", signed, key)
@@ -352,14 +343,14 @@ async def test_remove_collects_blobs_but_keeps_objects_in_use(
 
 async def test_cached_verdicts_need_the_same_policy(
         tmp_path: Path, registry: LocalRegistry, obj: bytes,  # noqa: F811
-        labels: images.Labels, signing_key: tuple[ec.EllipticCurvePrivateKey, Path]) -> None:
+        labels: images.Labels, cosign_key: CosignKey) -> None:  # noqa: F811
     url = f"{registry.host}/bytecode/policy:v1"
     await push(registry.host, "bytecode/policy", "v1", images.build_image(obj + b"p", labels))
     lenient = service(tmp_path, registry, SigningConfig(allow_unsigned=True))
     assert (await lenient.ensure(url, "IfNotPresent")).verification == "unsigned_allowed"
     # Same cache, stricter policy: the cached verdict does not count.
     strict = service(tmp_path, registry,
-                     SigningConfig(allow_unsigned=False, public_keys=[signing_key[1]]))
+                     SigningConfig(allow_unsigned=False, public_keys=[cosign_key[1]]))
     with pytest.raises(ImageNotFound, match="another signing policy"):
         await strict.ensure(url, "Never")
     with pytest.raises(SignatureRejected):

@@ -18,19 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from probe_support import FENTRY, FEXIT, FUNCTION, KPROBE, KRETPROBE, counts, unlink_files
+from xdp_support import XDP_DROP, XDP_PASS
 
 from bpfman import kernel
 from bpfman.bpffs import Bpffs
 from bpfman.errors import LinkNotFound
-from bpfman.testing import VethPair, compile_bpf
+from bpfman.testing import VethPair
 
-PROGRAMS = Path(__file__).parent / "programs"
 N_CALLS = 50
-# One call per os.getppid() (glibc does not cache getppid). kprobes take the syscall
-# wrapper's name; fentry_counter.bpf.c uses __do_sys_getppid, because in 6.12 the
-# wrapper is only an alias of it (same address) and only it is in BTF.
-GETPPID = "__x64_sys_getppid"
-XDP_DROP, XDP_PASS = 1, 2
 
 
 # --- the one libbpf call the kernel layer does not offer (yet) --------------------------
@@ -61,18 +57,6 @@ def xdp_verdict(program_pin: Path) -> int:
 # --- fixtures ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vm_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """Compile ``tests/vm/programs/<name>.bpf.c`` with optional -D defines (inside the
-    VM the checkout is read-only: the objects go to a temp dir)."""
-    out = tmp_path_factory.mktemp("vm_bpf")
-
-    def build(name: str, **defines: str) -> Path:
-        return compile_bpf(PROGRAMS / f"{name}.bpf.c", out, defines=defines)
-
-    return build
-
-
 @pytest.fixture
 def bpffs(tmp_path: Path) -> Iterator[Bpffs]:
     """A private bpffs: unmounting it drops every pin, so nothing outlives the test."""
@@ -84,21 +68,6 @@ def bpffs(tmp_path: Path) -> Iterator[Bpffs]:
         yield fs
     finally:
         subprocess.run(["umount", "-l", str(root)], check=False)
-
-
-def counts(maps_dir: Path) -> tuple[int, int]:
-    """Slots 0 and 1 of the `counts` ARRAY map of a loaded object."""
-    values = []
-    for slot in (0, 1):
-        raw = kernel.map_lookup(maps_dir / "counts", struct.pack("<I", slot))
-        assert raw is not None
-        values.append(struct.unpack("<Q", raw[:8])[0])
-    return values[0], values[1]
-
-
-def call_getppid(n: int) -> None:
-    for _ in range(n):
-        os.getppid()
 
 
 def wait_link_gone(kernel_link_id: int, timeout: float = 10.0) -> None:
@@ -114,8 +83,15 @@ def wait_link_gone(kernel_link_id: int, timeout: float = 10.0) -> None:
     raise AssertionError(f"link {kernel_link_id} still exists {timeout}s after unpinning")
 
 
+def unpin_links(links: dict[Path, int]) -> None:
+    """Detach by removing the link pins (pin -> kernel link id), each link gone."""
+    for pin, kernel_link_id in links.items():
+        kernel.remove_pin(pin)
+        wait_link_gone(kernel_link_id)
+
+
 def assert_stops_counting(maps_dir: Path, timeout: float = 10.0) -> None:
-    """getppid() calls no longer move the counts, at the latest after `timeout`.
+    """unlink() calls no longer move the counts, at the latest after `timeout`.
 
     Measured in the 6.12 VM: with a kprobe and a kretprobe on one function, the
     kretprobe program keeps running for up to ~2 s after its link is gone (a kretprobe
@@ -123,7 +99,7 @@ def assert_stops_counting(maps_dir: Path, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         before = counts(maps_dir)
-        call_getppid(N_CALLS)
+        unlink_files(N_CALLS)
         if counts(maps_dir) == before:
             return
         if time.monotonic() > deadline:
@@ -137,6 +113,19 @@ def load(bpffs: Bpffs, path: Path, *programs: kernel.ProgramLoad,
         path=path, programs=programs, global_data=global_data, bpffs=bpffs))
 
 
+def load_probes(bpffs: Bpffs, path: Path, *programs: kernel.ProgramLoad) -> kernel.LoadedObject:
+    """Programs of kernel_probes.bpf.c, counting this process's calls only."""
+    return load(bpffs, path, *programs, target_pid=struct.pack("<I", os.getpid()))
+
+
+def count_calls(maps_dir: Path, *slots: int) -> list[int]:
+    """How much each slot of kernel_probes' `counts` moves over N_CALLS unlink() calls."""
+    before = counts(maps_dir)
+    unlink_files(N_CALLS)
+    after = counts(maps_dir)
+    return [after[slot] - before[slot] for slot in slots]
+
+
 # --- tests ---------------------------------------------------------------------------
 
 
@@ -148,70 +137,58 @@ def test_runs_in_the_vm_kernel() -> None:
 
 
 def test_kprobe_and_kretprobe_count_calls(
-    bpffs: Bpffs, vm_program: Callable[..., Path]
+    bpffs: Bpffs, bpf_program: Callable[..., Path]
 ) -> None:
-    loaded = load(bpffs, vm_program("kprobe_counter"),
-                  kernel.ProgramLoad("count_entry"), kernel.ProgramLoad("count_return"),
-                  target_pid=struct.pack("<I", os.getpid()))
+    loaded = load_probes(bpffs, bpf_program("kernel_probes"),
+                         kernel.ProgramLoad("on_entry"), kernel.ProgramLoad("on_return"))
     links: dict[Path, int] = {}
     for link_id, (name, retprobe) in enumerate(
-            (("count_entry", False), ("count_return", True)), start=1):
+            (("on_entry", False), ("on_return", True)), start=1):
         pin = bpffs.link_pin(link_id)
         kernel_link_id = kernel.attach_kprobe(
-            bpffs.program_pin(loaded.programs[name]), GETPPID, 0, retprobe, pin)
+            bpffs.program_pin(loaded.programs[name]), FUNCTION, 0, retprobe, pin)
         info = kernel.link_info(kernel_link_id)
         assert (info.type, info.program_id) == ("perf_event", loaded.programs[name])
         links[pin] = kernel_link_id
 
-    before = counts(loaded.maps_dir)
-    call_getppid(N_CALLS)
-    after = counts(loaded.maps_dir)
-    assert (after[0] - before[0], after[1] - before[1]) == (N_CALLS, N_CALLS)
-
-    # Removing the link pins detaches: the counts stop moving.
-    for pin, kernel_link_id in links.items():
-        kernel.remove_pin(pin)
-        wait_link_gone(kernel_link_id)
+    assert count_calls(loaded.maps_dir, KPROBE, KRETPROBE) == [N_CALLS, N_CALLS]
+    unpin_links(links)
     assert_stops_counting(loaded.maps_dir)
 
 
 def test_fentry_and_fexit_count_calls(
-    bpffs: Bpffs, vm_program: Callable[..., Path]
+    bpffs: Bpffs, bpf_program: Callable[..., Path]
 ) -> None:
-    loaded = load(bpffs, vm_program("fentry_counter"),
-                  kernel.ProgramLoad("fentry_getppid"), kernel.ProgramLoad("fexit_getppid"),
-                  target_pid=struct.pack("<I", os.getpid()))
+    loaded = load_probes(bpffs, bpf_program("kernel_probes"),
+                         kernel.ProgramLoad("on_fentry", attach_func=FUNCTION),
+                         kernel.ProgramLoad("on_fexit"))  # its section names the function
     links: dict[Path, int] = {}
     for link_id, (name, attach) in enumerate(
-            (("fentry_getppid", "fentry"), ("fexit_getppid", "fexit")), start=1):
+            (("on_fentry", "fentry"), ("on_fexit", "fexit")), start=1):
         assert kernel.program_info(loaded.programs[name]).kernel_type == "tracing"
         pin = bpffs.link_pin(link_id)
         links[pin] = kernel.attach_tracing(bpffs.program_pin(loaded.programs[name]), attach, pin)
 
-    call_getppid(N_CALLS)
-    assert counts(loaded.maps_dir) == (N_CALLS, N_CALLS)
-
-    for pin, kernel_link_id in links.items():
-        kernel.remove_pin(pin)
-        wait_link_gone(kernel_link_id)
+    assert count_calls(loaded.maps_dir, FENTRY, FEXIT) == [N_CALLS, N_CALLS]
+    unpin_links(links)
     assert_stops_counting(loaded.maps_dir)
 
 
 def test_extension_program_replaces_a_global_function(
-    bpffs: Bpffs, vm_program: Callable[..., Path]
+    bpffs: Bpffs, bpf_program: Callable[..., Path]
 ) -> None:
-    target = load(bpffs, vm_program("xdp_target"), kernel.ProgramLoad("xdp_main"))
-    target_pin = bpffs.program_pin(target.programs["xdp_main"])
+    obj = bpf_program("freplace")
+    target = load(bpffs, obj, kernel.ProgramLoad("with_decision"))
+    target_pin = bpffs.program_pin(target.programs["with_decision"])
     assert xdp_verdict(target_pin) == XDP_PASS
 
-    ext = load(bpffs, vm_program("xdp_ext"),
-               kernel.ProgramLoad("xdp_drop_all", attach_func="xdp_verdict",
-                                  attach_program_pin=target_pin))
-    assert kernel.program_info(ext.programs["xdp_drop_all"]).kernel_type == "ext"
+    ext = load(bpffs, obj, kernel.ProgramLoad("replacement", attach_func="decide",
+                                              attach_program_pin=target_pin))
+    assert kernel.program_info(ext.programs["replacement"]).kernel_type == "ext"
     [bss] = [name for name in ext.map_ids if name.endswith(".bss")]
     replaced_calls = ext.maps_dir / kernel.map_pin_name(bss)
 
-    with extension_link(bpffs.program_pin(ext.programs["xdp_drop_all"])):
+    with extension_link(bpffs.program_pin(ext.programs["replacement"])):
         assert xdp_verdict(target_pin) == XDP_DROP
         assert xdp_verdict(target_pin) == XDP_DROP
     # Detached: the original function decides again.
@@ -221,11 +198,12 @@ def test_extension_program_replaces_a_global_function(
 
 
 def test_xdp_loader_builds_a_multiprog_dispatcher(
-    veth: VethPair, vm_program: Callable[..., Path]
+    veth: VethPair, bpf_program: Callable[..., Path]
 ) -> None:
     """libxdp's dispatcher is freplace underneath: the host kernel makes xdp-loader fall
     back to one program; here both programs must chain behind a real dispatcher."""
-    objects = {name: vm_program("xdp_pass", PROG_NAME=name) for name in ("pass_a", "pass_b")}
+    objects = {"xdp_pass_only": bpf_program("xdp_verdict"),
+               "xdp_counter": bpf_program("xdp_counter")}  # both pass every packet
 
     def xdp_loader(*args: str) -> subprocess.CompletedProcess[str]:
         # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the bpffs at
@@ -234,8 +212,8 @@ def test_xdp_loader_builds_a_multiprog_dispatcher(
                               capture_output=True, text=True, timeout=120, check=False)
 
     try:
-        for obj in objects.values():
-            out = xdp_loader("load", "-m", "native", veth.if_a, str(obj))
+        for name, obj in objects.items():
+            out = xdp_loader("load", "-m", "native", "-n", name, veth.if_a, str(obj))
             assert out.returncode == 0, out.stdout + out.stderr
             assert "Compatibility check for dispatcher program failed" not in out.stderr
         status = xdp_loader("status", veth.if_a)
@@ -243,6 +221,6 @@ def test_xdp_loader_builds_a_multiprog_dispatcher(
         assert "xdp_dispatcher" in status.stdout, status.stdout
         chained = [line.split()[2] for line in status.stdout.splitlines()
                    if line.strip().startswith("=>")]
-        assert sorted(chained) == ["pass_a", "pass_b"], status.stdout
+        assert sorted(chained) == sorted(objects), status.stdout
     finally:
         xdp_loader("unload", "--all", veth.if_a)

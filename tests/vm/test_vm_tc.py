@@ -4,16 +4,14 @@ dispatcher, tests/kernel/test_tc.py). Same programs and checks: real packets
 on a veth pair in namespaces the test creates, counts and run order read
 from the programs' maps, `tc filter show` against `dispatcher.list`.
 
-One daemon serves the module (starting one under qemu's software emulation
-takes about a minute).
+One daemon serves the module (`module_daemon`, tests/vm/conftest.py): under
+qemu's software emulation it takes about a minute to start.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,20 +20,7 @@ import pytest
 from tc_support import NEXT, OK, PIPE, SHOT, Chain
 
 from bpfman import kernel
-from bpfman.testing import TEST_RUN_ROOT, DaemonProcess, VethPair, veth_pair
-
-DAEMON_START_TIMEOUT = 300.0
-
-
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[DaemonProcess]:
-    TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
-    d = DaemonProcess(Path(tempfile.mkdtemp(prefix="d", dir=TEST_RUN_ROOT)))
-    try:
-        d.start(timeout=DAEMON_START_TIMEOUT)
-        yield d
-    finally:
-        d.cleanup()
+from bpfman.testing import DaemonProcess, VethPair, veth_pair
 
 
 @pytest.fixture
@@ -45,13 +30,8 @@ def veth() -> Iterator[VethPair]:
 
 
 @pytest.fixture
-def chain(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Iterator[Chain]:
-    c = Chain(daemon, bpf_program("tc_chain"), "tc")
-    yield c
-    sys.stderr.write(f"--- daemon log (tail) ---\n{daemon.log_text()[-6000:]}\n")
-    for prog in daemon.client().call("program.list", {}):
-        daemon.client().call("program.unload", {"program_id": prog["program_id"]})
-    assert list((daemon.bpffs / "links").iterdir()) == []
+def chain(module_daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Chain:
+    return Chain(module_daemon, bpf_program("tc_chain"), "tc")
 
 
 def filters(veth: VethPair, direction: str = "ingress") -> list[dict[str, Any]]:
@@ -66,8 +46,7 @@ def attach(chain: Chain, veth: VethPair, tag: int, priority: int,
                         netns=veth.netns_b, **extra)
 
 
-def test_freplace_dispatcher_chain(chain: Chain, veth: VethPair,
-                                   daemon: DaemonProcess) -> None:
+def test_freplace_dispatcher_chain(chain: Chain, veth: VethPair) -> None:
     chain.load(1, PIPE)
     chain.load(2, SHOT)
     chain.load(3, OK)
@@ -107,7 +86,7 @@ def test_freplace_dispatcher_chain(chain: Chain, veth: VethPair,
 
 
 def test_freplace_egress_and_tcx_first(chain: Chain, veth: VethPair,
-                                       daemon: DaemonProcess) -> None:
+                                       module_daemon: DaemonProcess) -> None:
     """Egress through the freplace dispatcher; a TCX program on the same
     hook runs before it (TCX runs before cls_bpf filters)."""
     chain.load(1, PIPE)
@@ -115,7 +94,7 @@ def test_freplace_egress_and_tcx_first(chain: Chain, veth: VethPair,
     attach(chain, veth, 1, 1, "egress")
     attach(chain, veth, 2, 2, "egress")
     assert veth.ping(2) == 0
-    tcx = Chain(daemon, chain.obj, "tcx")
+    tcx = Chain(module_daemon, chain.obj, "tcx")
     tcx.owner, tcx.map_dir = chain.owner, chain.map_dir
     tcx.load(9, NEXT)
     tcx.attach(9, iface=veth.if_b, direction="egress", netns=veth.netns_b)

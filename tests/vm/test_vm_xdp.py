@@ -9,69 +9,31 @@ xdp-loader runs with `nsenter --net` (not `ip netns exec`, which remounts
 from __future__ import annotations
 
 import re
-import struct
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from xdp_support import FRAME, XDP_PASS, attach, counts, dispatchers, load
 
 from bpfman import kernel
 from bpfman.client import RpcError
-from bpfman.testing import TEST_RUN_ROOT, DaemonProcess, VethPair
+from bpfman.testing import DaemonProcess, VethPair, running_daemon
 
-XDP_DROP, XDP_PASS = 1, 2
-FRAME = bytes(12) + b"\x08\x00" + bytes(50)
 LIBXDP_XDP_DIR = Path("/sys/fs/bpf/xdp")
 
 
 @pytest.fixture
 def d() -> Iterator[DaemonProcess]:
-    # Under TCG the daemon's imports alone can take longer than the usual
-    # start timeout.
-    TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
-    daemon = DaemonProcess(Path(tempfile.mkdtemp(prefix="d", dir=TEST_RUN_ROOT)))
-    try:
-        daemon.start(timeout=240)
+    with running_daemon() as daemon:  # its start timeout allows for the VM
         yield daemon
-    except BaseException:
-        print(f"--- daemon log ---\n{daemon.log_text()}")
-        raise
-    finally:
-        daemon.cleanup()
 
 
 @pytest.fixture
 def objs(bpf_program: Callable[..., Path]) -> dict[str, Path]:
     return {"counter": bpf_program("xdp_counter"), "verdict": bpf_program("xdp_verdict")}
-
-
-def load(d: DaemonProcess, path: Path, name: str) -> dict[str, Any]:
-    params = {"path": str(path), "programs": [{"name": name, "type": "xdp"}]}
-    [prog] = d.client().call("program.load", params)["programs"]
-    return prog
-
-
-def attach(d: DaemonProcess, prog: dict[str, Any], pair: VethPair, **params: Any) -> dict:
-    params = {"iface": pair.if_b, "netns": pair.netns_b, **params}
-    return d.client().call("program.attach",
-                           {"program_id": prog["program_id"], "params": params})
-
-
-def counts(prog: dict[str, Any]) -> int:
-    raw = kernel.map_lookup(Path(prog["map_pin_dir"]) / "xdp_counts", bytes(4))
-    assert raw is not None
-    return int(struct.unpack("<QQ", raw)[0])
-
-
-def xdp_dispatchers(d: DaemonProcess) -> list[dict[str, Any]]:
-    return [x for x in d.client().call("dispatcher.list") if x["type"] == "xdp"]
-
-
 
 
 def xdp_loader(pair: VethPair, *args: str, check: bool = True) -> str:
@@ -99,13 +61,13 @@ def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Pat
                                            veth: VethPair) -> None:
     counter = load(d, objs["counter"], "xdp_counter")
     attach(d, counter, veth, priority=55)
-    [disp] = xdp_dispatchers(d)
+    [disp] = dispatchers(d)
     assert disp["mode"] == "libxdp"
-    assert veth.ping(3) == 3 and counts(counter) >= 3
+    assert veth.ping(3) == 3 and counts(counter)[0] >= 3
 
     passer = load(d, objs["verdict"], "xdp_pass_only")
     link = attach(d, passer, veth, priority=50, proceed_on=["drop"])
-    [disp] = xdp_dispatchers(d)
+    [disp] = dispatchers(d)
     assert disp["mode"] == "libxdp" and disp["links"][0] == link["link_id"]
     dispatcher_id = veth.xdp_program_id()
     assert disp["program_id"] == dispatcher_id
@@ -121,8 +83,8 @@ def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Pat
     assert "XDP_DROP" in rows[0][2] and "XDP_PASS" not in rows[0][2]
     assert "XDP_PASS" in rows[1][2]
 
-    before = counts(counter)
-    assert veth.ping(3) == 3 and counts(counter) == before  # chain stops at PASS
+    before = counts(counter)[0]
+    assert veth.ping(3) == 3 and counts(counter)[0] == before  # chain stops at PASS
     assert kernel.test_run(dispatcher_id, FRAME).retval == XDP_PASS
 
     result: dict[str, int] = {}
@@ -132,14 +94,14 @@ def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Pat
     d.client().call("link.update", {"link_id": link["link_id"], "params": {"priority": 60}})
     flood.join(60)
     assert result["got"] == 300
-    assert counts(counter) > before
+    assert counts(counter)[0] > before
     rows = status_rows(veth)
     assert [(name, prio) for name, prio, _a in rows] == [("xdp_counter", 55),
                                                           ("xdp_pass_only", 60)]
 
     d.client().call("program.unload", {"program_id": passer["program_id"]})
     d.client().call("program.unload", {"program_id": counter["program_id"]})
-    assert veth.xdp_program_id() == 0 and xdp_dispatchers(d) == []
+    assert veth.xdp_program_id() == 0 and dispatchers(d) == []
     assert not any(LIBXDP_XDP_DIR.glob(f"dispatch-{attached_ifindex(veth)}-*"))
 
 
@@ -172,7 +134,7 @@ def test_xdp_loader_program_joins_and_daemon_adds_next(d: DaemonProcess,
     assert [(n, p) for n, p, _a in rows] == [
         ("xdp_counter", 30), ("xdp_pass_only", 35), ("xdp_dropper", 40)]
     assert veth.ping(2) == 2  # pass-only's PASS is final: the dropper no longer runs
-    [disp] = xdp_dispatchers(d)
+    [disp] = dispatchers(d)
     assert disp["mode"] == "libxdp" and disp["program_id"] == veth.xdp_program_id()
 
     # Detaching ours keeps xdp-loader's program running.
@@ -193,15 +155,15 @@ def test_daemon_joins_xdp_loader_chain(d: DaemonProcess, objs: dict[str, Path],
     attach(d, counter, veth, priority=20)
     rows = status_rows(veth)
     assert [(n, p) for n, p, _a in rows] == [("xdp_pass_only", 10), ("xdp_counter", 20)]
-    before = counts(counter)
-    assert veth.ping(3) == 3 and counts(counter) >= before + 3
+    before = counts(counter)[0]
+    assert veth.ping(3) == 3 and counts(counter)[0] >= before + 3
     # xdp-loader can remove its own program from the daemon's chain.
     out = xdp_loader(veth, "status", veth.if_b)
     prog_id = int(re.search(r"xdp_pass_only\s+(\d+)", out).group(1))  # type: ignore[union-attr]
     xdp_loader(veth, "unload", "-i", str(prog_id), veth.if_b)
     rows = status_rows(veth)
     assert [n for n, _p, _a in rows] == ["xdp_counter"]
-    assert veth.ping(2) == 2 and counts(counter) >= before + 5
+    assert veth.ping(2) == 2 and counts(counter)[0] >= before + 5
 
 
 def test_eleventh_program_is_refused(d: DaemonProcess, objs: dict[str, Path],
@@ -227,9 +189,9 @@ def test_removing_first_program_keeps_proceed_on_aligned(d: DaemonProcess,
     attach(d, counter, veth, priority=15, proceed_on=[])
     assert kernel.test_run(veth.xdp_program_id(), FRAME).retval == XDP_PASS
     d.client().call("program.detach", {"link_id": first["link_id"]})
-    c0 = counts(counter)
+    c0 = counts(counter)[0]
     assert kernel.test_run(veth.xdp_program_id(), FRAME).retval == XDP_PASS
-    assert counts(counter) >= c0 + 1
+    assert counts(counter)[0] >= c0 + 1
     rows = status_rows(veth)
     assert [(n, p) for n, p, _a in rows] == [("xdp_dropper", 10), ("xdp_counter", 15)]
     assert "XDP_DROP" in rows[0][2]
@@ -244,5 +206,5 @@ def test_packet_modifying_program_is_accepted(d: DaemonProcess, objs: dict[str, 
     assert veth.ping(2) == 2
     counter = load(d, objs["counter"], "xdp_counter")
     attach(d, counter, veth, priority=20)  # chained: replaces prog0
-    assert veth.ping(2) == 2 and counts(counter) >= 2
+    assert veth.ping(2) == 2 and counts(counter)[0] >= 2
     assert [n for n, _p, _a in status_rows(veth)] == ["xdp_pkt_changer", "xdp_counter"]
