@@ -6,6 +6,7 @@ Run through `bench/run.py`; `--smoke` shrinks every size so CI keeps them alive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -21,6 +22,12 @@ from bpfman import kernel
 from bpfman.testing import DaemonProcess, running_daemon
 
 Row = dict[str, Any]
+
+
+def bench_daemon(config_text: str = "") -> contextlib.AbstractContextManager[DaemonProcess]:
+    """A daemon as deployed: the default log level (info), not the tests' debug,
+    whose libbpf and netlink chatter would be timed too."""
+    return running_daemon(config_text, log_level="info")
 
 
 def _timed(fn: Callable[[], Any], repeat: int) -> list[float]:
@@ -150,7 +157,7 @@ def load_attach(d: DaemonProcess, obj: Path, repeat: int) -> list[Row]:
 def start_time(obj: Path, sizes: list[int]) -> list[Row]:
     rows = []
     for n in sizes:
-        with running_daemon() as d:
+        with bench_daemon() as d:
             _load_many(d, obj, n)
             d.stop()
             started = time.perf_counter()
@@ -169,7 +176,7 @@ def start_time(obj: Path, sizes: list[int]) -> list[Row]:
 
 def growth(obj: Path, sizes: list[int], repeat: int) -> list[Row]:
     rows = []
-    with running_daemon() as d:
+    with bench_daemon() as d:
         loaded = 0
         client = d.client()
         for n in sizes:
@@ -190,7 +197,7 @@ def growth(obj: Path, sizes: list[int], repeat: int) -> list[Row]:
 def run(obj: Path, smoke: bool) -> list[Row]:
     n_list = 20 if smoke else 1000
     rows: list[Row] = []
-    with running_daemon() as d:
+    with bench_daemon() as d:
         rows.append(rpc_throughput(d, 200 if smoke else 20000, 1))
         rows.append(rpc_throughput(d, 500 if smoke else 20000, 50 if not smoke else 10))
         rows += load_attach(d, obj, 3 if smoke else 20)

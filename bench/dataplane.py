@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from control_plane import bench_daemon
+
 from bpfman import kernel
-from bpfman.testing import DaemonProcess, compile_bpf, running_daemon, veth_pair
+from bpfman.testing import DaemonProcess, compile_bpf, veth_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME = bytes(12) + b"\x08\x00" + bytes(50)
@@ -108,12 +110,13 @@ def tc_attach(d: DaemonProcess, obj: Path, smoke: bool) -> Row:
             ours.append(time.perf_counter() - started)
             client.call("program.unload", {"program_id": p["program_id"]})
         with veth_pair("tx") as pair:
-            subprocess.run(["ip", "netns", "exec", pair.ns_b, "tc", "qdisc", "add", "dev",
-                            pair.if_b, "clsact"], check=True)
+            subprocess.run(["tc", "-n", pair.ns_b, "qdisc", "add", "dev", pair.if_b,
+                            "clsact"], check=True)
             started = time.perf_counter()
-            subprocess.run(["ip", "netns", "exec", pair.ns_b, "tc", "filter", "add", "dev",
-                            pair.if_b, "ingress", "bpf", "da", "obj", str(obj), "sec",
-                            "tc"], check=True, capture_output=True)
+            # tc -n: one process that enters the namespace itself.
+            subprocess.run(["tc", "-n", pair.ns_b, "filter", "add", "dev", pair.if_b,
+                            "ingress", "bpf", "da", "obj", str(obj), "sec", "tc"],
+                           check=True, capture_output=True)
             theirs.append(time.perf_counter() - started)
     a, b = statistics.median(ours), statistics.median(theirs)
     return {"benchmark": "TC attach (dispatcher built and swapped in) vs tc filter add",
@@ -127,7 +130,7 @@ def run(smoke: bool) -> list[Row]:
     verdict = compile_bpf(ROOT / "tests" / "programs" / "xdp_verdict.bpf.c", build)
     tc_obj = compile_bpf(ROOT / "tests" / "programs" / "tc_chain.bpf.c", build)
     rows: list[Row] = []
-    with running_daemon() as d:
+    with bench_daemon() as d:
         rows += xdp_chain_overhead(d, verdict, smoke)
         rows.append(xdp_load_attach(d, verdict, smoke))
         rows.append(tc_attach(d, tc_obj, smoke))

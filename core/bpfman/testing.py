@@ -79,8 +79,9 @@ class DaemonProcess:
     so nothing it loaded survives the test even if the test failed.
     """
 
-    def __init__(self, root: Path, config_text: str = "") -> None:
+    def __init__(self, root: Path, config_text: str = "", log_level: str = "debug") -> None:
         self.root = root
+        self.log_level = log_level  # debug for tests; benchmarks run the default, info
         self.socket = root / "bpfman.sock"
         self.state_dir = root / "state"
         self.bpffs = root / "fs"
@@ -94,7 +95,7 @@ class DaemonProcess:
             timeout = default_start_timeout()
         cmd = [sys.executable, "-m", "bpfman", "daemon", "--config", str(self.config),
                "--socket", str(self.socket), "--state-dir", str(self.state_dir),
-               "--bpffs", str(self.bpffs), "--log-level", "debug"]
+               "--bpffs", str(self.bpffs), "--log-level", self.log_level]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, **(env or {})})
@@ -150,11 +151,11 @@ class DaemonProcess:
 
 
 @contextlib.contextmanager
-def running_daemon(config_text: str = "") -> Iterator[DaemonProcess]:
+def running_daemon(config_text: str = "", log_level: str = "debug") -> Iterator[DaemonProcess]:
     """A started daemon, cleaned up on exit whatever happened."""
     TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="d", dir=TEST_RUN_ROOT))
-    daemon = DaemonProcess(root, config_text)
+    daemon = DaemonProcess(root, config_text, log_level)
     try:
         daemon.start()
         yield daemon

@@ -20,6 +20,10 @@ Guest (BPFMAN_IN_VM=1, set by the host's run script)
     serialized with pytest's own report hooks (as pytest-xdist does), to a JSON-lines
     file in the shared --rwdir, flushed per line so a timeout keeps what finished.
 
+Outside pytest, run_in_vm(command, rwdir=..., cwd=...) boots the same VM the same way
+for one command and returns a VmBoot (bench/vm_dataplane.py uses it; check
+vm_unavailable_reason() first); the pytest host half is built on it.
+
 Environment knobs (host):
     BPFMAN_VM=0            skip the VM tier (each vm test SKIPPED, says so)
     BPFMAN_VM_KERNEL=PATH  kernel image to boot (default: newest /boot/vmlinuz-6.12.*-amd64)
@@ -49,7 +53,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +195,7 @@ def _vng() -> Path | None:
     return Path(found) if found else None
 
 
-def _unavailable_reason() -> str | None:
+def vm_unavailable_reason() -> str | None:
     """Why the VM cannot start here, or None when every prerequisite is present."""
     if os.environ.get(ENV_ENABLE, "1") == "0":
         return f"VM tier disabled ({ENV_ENABLE}=0)"
@@ -229,6 +233,135 @@ def _tail(path: Path, lines: int = CONSOLE_TAIL_LINES) -> str:
                      for line in text.splitlines()[-lines:])
 
 
+# ---------------------------------------------------------------------------------------
+# Booting the VM and running one command in it: shared by HostPlugin and by bench/
+# (bench/vm_dataplane.py), so that both boot it the same way.
+
+
+@dataclass
+class VmBoot:
+    """What one boot running one command produced."""
+
+    kernel_release: str = ""
+    booted: bool = False  # the guest script started
+    exit_status: int | None = None  # of the command; None: it did not finish
+    error: str | None = None  # boot failure / timeout / stopped before the command ended
+    seconds: float = 0.0
+    console_log: Path | None = None
+    console_tail: str = ""
+
+
+def guest_environment() -> dict[str, str]:
+    """The environment a command gets inside the VM: the host's venv first on PATH (the
+    guest PATH is the system one), no bytecode written into the read-only checkout."""
+    venv_bin = Path(sys.prefix) / "bin"
+    env = {
+        ENV_IN_VM: "1",
+        # The checkout is read-only inside the VM: no bytecode, caches under /tmp.
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",  # a killed VM still shows how far the command got
+        "PYTHONPATH": str(VM_DIR),  # for `-p bpfman_vm_harness`
+        "XDG_CACHE_HOME": "/tmp/bpfman-vm-cache",
+        "PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "VIRTUAL_ENV": sys.prefix,
+    }
+    for name in ("BPFMAN_CLANG",):  # knobs of the fixtures that must match the host
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def _cached_paths(cwd: Path) -> list[str]:
+    """Host directories Python reads at start-up: stdlib, dist-packages, venv, checkout
+    (outermost only: a bind mount covers what is inside it)."""
+    candidates = sorted({sysconfig.get_paths()["stdlib"], "/usr/lib/python3",
+                         sys.prefix, str(cwd)})
+    kept: list[str] = []
+    for path in candidates:
+        if Path(path).is_dir() and not any(Path(path).is_relative_to(k) for k in kept):
+            kept.append(path)
+    return kept
+
+
+def _guest_script(rwdir: Path, cwd: Path, env: dict[str, str], command: list[str],
+                  what: str) -> str:
+    exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+    binds = " ".join(shlex.quote(p) for p in _cached_paths(cwd))
+    return (
+        "#!/bin/sh\n"
+        f"touch {shlex.quote(str(rwdir / 'started'))}\n"
+        # virtme's root 9p mount has no cache: every stat is a round trip to the host,
+        # and Python start-up does thousands. Re-expose what Python reads through a
+        # cached (cache=loose) 9p mount of the host root: imports got 2-3x faster.
+        f"mkdir -p {CACHED_ROOT}\n"
+        f"if mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose"
+        f" {CACHED_ROOT_TAG} {CACHED_ROOT}; then\n"
+        f"  for p in {binds}; do mount --bind \"{CACHED_ROOT}$p\" \"$p\"; done\n"
+        "else echo 'vm: no cached 9p mount, running uncached (slower)'; fi\n"
+        f"{exports}\n"
+        # Where the time goes (boot vs the command), for the console log.
+        f"echo \"vm: guest up $(cut -d' ' -f1 /proc/uptime)s, starting\" {shlex.quote(what)}\n"
+        f"cd {shlex.quote(str(cwd))}\n"
+        f"{shlex.join(command)}\n"
+        f"echo $? > {shlex.quote(str(rwdir / 'exit_status'))}\n"
+    )
+
+
+def run_in_vm(command: list[str], *, rwdir: Path, cwd: Path,
+              env: dict[str, str] | None = None, timeout: float | None = None,
+              console_name: str = "console.log", what: str = "the command",
+              announce: Callable[[str], None] | None = None) -> VmBoot:
+    """Boot Debian's 6.12 kernel under qemu (TCG), run `command` in it as root from `cwd`
+    and power off. `rwdir` (a host directory, no dots in its path) is writable inside the
+    VM and is how results come back; the rest of the host's filesystem is read-only there.
+    `env` defaults to guest_environment(). The console log is kept as
+    tests/vm/.results/<console_name>. Call vm_unavailable_reason() first."""
+    boot = VmBoot()
+    kernel = _kernel_path()
+    if kernel is None:
+        boot.error = "no 6.12 kernel image"
+        return boot
+    boot.kernel_release = kernel.name.removeprefix("vmlinuz-")
+    if timeout is None:
+        timeout = float(os.environ.get(ENV_TIMEOUT, DEFAULT_TIMEOUT))
+    script = rwdir / "run.sh"
+    script.write_text(_guest_script(rwdir, cwd, env or guest_environment(), command, what))
+    console = rwdir / console_name
+    if announce:
+        announce(f"vm: booting {kernel.name} under qemu (TCG) for {what}, timeout {timeout:.0f}s")
+    # --verbose puts the kernel console in the log (boot failures); loglevel=4 keeps
+    # only warnings and worse once the command runs, so its output stays readable.
+    # --force-9p: bookworm has no virtiofsd; vng would wait for one before falling back.
+    cmd = [str(_vng()), "--run", str(kernel), "--disable-kvm", "--force-9p", "--verbose",
+           "--append", "loglevel=4",
+           "--memory", os.environ.get(ENV_MEMORY, "2G"),
+           "--rwdir", str(rwdir), "--cwd", str(cwd),
+           f"--qemu-opts={CACHED_ROOT_QEMU_OPTS}",
+           "--exec", f"sh {shlex.quote(str(script))}"]
+    vng_env = dict(os.environ)
+    # vng starts its helpers (virtme-run) by name from PATH.
+    vng_env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{vng_env.get('PATH', '/usr/bin:/bin')}"
+    start = time.monotonic()
+    status, timed_out = _run_with_timeout(cmd, vng_env, console, timeout)
+    boot.seconds = time.monotonic() - start
+    boot.console_log = _keep(console)
+    boot.console_tail = _tail(boot.console_log)
+    boot.booted = (rwdir / "started").exists()
+    status_file = rwdir / "exit_status"
+    if status_file.exists():
+        with contextlib.suppress(ValueError):
+            boot.exit_status = int(status_file.read_text().strip())
+    if timed_out:
+        boot.error = f"VM run timed out after {timeout:.0f}s ({ENV_TIMEOUT})"
+    elif not boot.booted:
+        boot.error = f"VM did not boot (vng exit status {status})"
+    elif boot.exit_status is None:
+        boot.error = f"VM stopped before {what} finished (vng exit status {status})"
+    if announce:
+        announce(f"vm: finished in {boot.seconds:.0f}s (exit status {boot.exit_status})")
+    return boot
+
+
 @dataclass
 class VmRun:
     """What one VM session produced, as the host sees it."""
@@ -263,7 +396,7 @@ class HostPlugin(_MarkVmTests):
             return None
         if not self.checked:
             self.checked = True
-            self.skip_reason = _unavailable_reason()
+            self.skip_reason = vm_unavailable_reason()
         if self.skip_reason is not None:
             reports = [self._skipped(item, self.skip_reason), self._passed(item, "teardown")]
         else:
@@ -367,112 +500,32 @@ class HostPlugin(_MarkVmTests):
         files = dict.fromkeys(str(i.path) for i in self.selected)
         return args + list(files)
 
-    def _cached_paths(self) -> list[str]:
-        """Host directories Python reads at start-up: stdlib, dist-packages, venv, checkout
-        (outermost only: a bind mount covers what is inside it)."""
-        candidates = sorted({sysconfig.get_paths()["stdlib"], "/usr/lib/python3",
-                             sys.prefix, str(self.config.rootpath)})
-        kept: list[str] = []
-        for path in candidates:
-            if Path(path).is_dir() and not any(Path(path).is_relative_to(k) for k in kept):
-                kept.append(path)
-        return kept
-
-    def _run_script(self, rwdir: Path) -> str:
-        venv_bin = Path(sys.prefix) / "bin"
-        env = {
-            ENV_IN_VM: "1",
-            ENV_REPORTS: str(rwdir / "reports.jsonl"),
-            ENV_SELECT: str(rwdir / "select.txt"),
-            # The checkout is read-only inside the VM: no bytecode, caches under /tmp.
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",  # a killed VM still shows how far the tests got
-            "PYTHONPATH": str(VM_DIR),  # for `-p bpfman_vm_harness`
-            "XDG_CACHE_HOME": "/tmp/bpfman-vm-cache",
-            # The guest PATH is the system one; put the venv first, as `activate` would.
-            "PATH": f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "VIRTUAL_ENV": sys.prefix,
-        }
-        for name in ("BPFMAN_CLANG",):  # knobs of the fixtures that must match the host
-            if name in os.environ:
-                env[name] = os.environ[name]
-        pytest_cmd = [str(venv_bin / "python"), "-m", "pytest",
-                      "--junitxml", str(rwdir / "junit.xml"), *self._inner_pytest_args()]
-        exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
-        binds = " ".join(shlex.quote(p) for p in self._cached_paths())
-        return (
-            "#!/bin/sh\n"
-            f"touch {shlex.quote(str(rwdir / 'started'))}\n"
-            # virtme's root 9p mount has no cache: every stat is a round trip to the host,
-            # and Python start-up does thousands. Re-expose what Python reads through a
-            # cached (cache=loose) 9p mount of the host root: imports got 2-3x faster.
-            f"mkdir -p {CACHED_ROOT}\n"
-            f"if mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose"
-            f" {CACHED_ROOT_TAG} {CACHED_ROOT}; then\n"
-            f"  for p in {binds}; do mount --bind \"{CACHED_ROOT}$p\" \"$p\"; done\n"
-            "else echo 'vm: no cached 9p mount, running uncached (slower)'; fi\n"
-            f"{exports}\n"
-            # Where the time goes (boot vs tests), for the console log.
-            "echo \"vm: guest up $(cut -d' ' -f1 /proc/uptime)s, starting pytest\"\n"
-            f"cd {shlex.quote(str(self.config.rootpath))}\n"
-            f"{shlex.join(pytest_cmd)}\n"
-            f"echo $? > {shlex.quote(str(rwdir / 'exit_status'))}\n"
-        )
-
     def _run_vm(self) -> VmRun:
         run = VmRun()
-        kernel = _kernel_path()
-        assert kernel is not None  # _unavailable_reason() checked it
-        run.kernel_release = kernel.name.removeprefix("vmlinuz-")
-        timeout = float(os.environ.get(ENV_TIMEOUT, DEFAULT_TIMEOUT))
         # No dots in the name: tests may build bpffs paths under it (libbpf rewrites '.').
         rwdir = Path(tempfile.mkdtemp(prefix="bpfman_vm_"))
         try:
             (rwdir / "select.txt").write_text("".join(f"{i.nodeid}\n" for i in self.selected))
             (rwdir / "reports.jsonl").touch()
-            script = rwdir / "run.sh"
-            script.write_text(self._run_script(rwdir))
-            console = rwdir / "console.log"
-            self._write_line(
-                f"vm: booting {kernel.name} under qemu (TCG) for {len(self.selected)} test(s),"
-                f" timeout {timeout:.0f}s")
-            # --verbose puts the kernel console in the log (boot failures); loglevel=4 keeps
-            # only warnings and worse once the tests run, so their output stays readable.
-            # --force-9p: bookworm has no virtiofsd; vng would wait for one before falling back.
-            cmd = [str(_vng()), "--run", str(kernel), "--disable-kvm", "--force-9p", "--verbose",
-                   "--append", "loglevel=4",
-                   "--memory", os.environ.get(ENV_MEMORY, "2G"),
-                   "--rwdir", str(rwdir), "--cwd", str(self.config.rootpath),
-                   f"--qemu-opts={CACHED_ROOT_QEMU_OPTS}",
-                   "--exec", f"sh {shlex.quote(str(script))}"]
-            env = dict(os.environ)
-            # vng starts its helpers (virtme-run) by name from PATH.
-            env["PATH"] = f"{Path(sys.prefix) / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
-            start = time.monotonic()
-            status, timed_out = _run_with_timeout(cmd, env, console, timeout)
-            run.seconds = time.monotonic() - start
-            run.console_log = _keep(console)
+            env = {**guest_environment(),
+                   ENV_REPORTS: str(rwdir / "reports.jsonl"),
+                   ENV_SELECT: str(rwdir / "select.txt")}
+            pytest_cmd = [str(Path(sys.prefix) / "bin" / "python"), "-m", "pytest",
+                          "--junitxml", str(rwdir / "junit.xml"), *self._inner_pytest_args()]
+            boot = run_in_vm(pytest_cmd, rwdir=rwdir, cwd=self.config.rootpath, env=env,
+                             what=f"pytest ({len(self.selected)} test(s))",
+                             announce=self._write_line)
+            run.kernel_release, run.seconds = boot.kernel_release, boot.seconds
+            run.console_log, run.console_tail = boot.console_log, boot.console_tail
+            run.exit_status, run.error = boot.exit_status, boot.error
             if (rwdir / "junit.xml").exists():
                 _keep(rwdir / "junit.xml")
             self._collect(run, rwdir)
-            run.console_tail = _tail(run.console_log)
-            if timed_out:
-                run.error = f"VM run timed out after {timeout:.0f}s ({ENV_TIMEOUT})"
-            elif not (rwdir / "started").exists():
-                run.error = f"VM did not boot (vng exit status {status})"
-            elif run.exit_status is None:
-                run.error = f"VM stopped before pytest finished (vng exit status {status})"
-            self._write_line(f"vm: finished in {run.seconds:.0f}s"
-                             f" (inner pytest exit status {run.exit_status})")
         finally:
             shutil.rmtree(rwdir, ignore_errors=True)
         return run
 
     def _collect(self, run: VmRun, rwdir: Path) -> None:
-        status_file = rwdir / "exit_status"
-        if status_file.exists():
-            with contextlib.suppress(ValueError):
-                run.exit_status = int(status_file.read_text().strip())
         for line in _lines(rwdir / "reports.jsonl"):
             try:
                 data = json.loads(line)

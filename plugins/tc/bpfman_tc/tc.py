@@ -26,6 +26,7 @@ either direction.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import attrs
@@ -231,7 +232,9 @@ def _netns_path(netns_id: int) -> str | None:
     """A path that opens the namespace with inode `netns_id` (0: ours)."""
     if not netns_id:
         return None
-    candidates = sorted(Path("/run/netns").glob("*")) + sorted(Path("/proc").glob("[0-9]*/ns/net"))
+    # Named namespaces first: listing every process's namespace costs ~1 ms.
+    candidates = itertools.chain(sorted(Path("/run/netns").glob("*")),
+                                 Path("/proc").glob("[0-9]*/ns/net"))
     for path in candidates:
         try:
             if path.stat().st_ino == netns_id:
