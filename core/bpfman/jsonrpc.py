@@ -135,9 +135,8 @@ async def dispatch(payload: bytes, methods: MethodTable, caller: Caller) -> byte
             response = await _handle(item, methods, caller)
             if response is not None:
                 responses.append(response)
-        return _encode(responses) if responses else None
-    response = await _handle(message, methods, caller)
-    return None if response is None else _encode(response)
+        return b"[" + b",".join(responses) + b"]" if responses else None
+    return await _handle(message, methods, caller)
 
 
 MAX_NESTING = 64
@@ -204,15 +203,17 @@ def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, int | float | str) and not isinstance(value, bool))
 
 
-async def _handle(item: Any, methods: MethodTable, caller: Caller) -> dict[str, Any] | None:
-    """One request object -> its response object, or None for a notification."""
+async def _handle(item: Any, methods: MethodTable, caller: Caller) -> bytes | None:
+    """One request object -> its encoded response object, or None for a
+    notification. The result is encoded once, here: an unencodable result
+    (our bug) is still reported as an error response."""
     try:
         _check_envelope(item)
     except InvalidRequest as exc:
         # Answered even without an id: with a broken envelope we cannot
         # tell that it was meant as a notification (the spec does the same).
         req_id = item.get("id") if isinstance(item, dict) else None
-        return _error_response(req_id if _valid_id(req_id) else None, exc)
+        return _encode(_error_response(req_id if _valid_id(req_id) else None, exc))
     req_id = item.get("id")
     is_notification = "id" not in item
     method = methods.get(item["method"])
@@ -222,15 +223,17 @@ async def _handle(item: Any, methods: MethodTable, caller: Caller) -> dict[str, 
             raise MethodNotFound("method not found", {"method": item["method"]})
         params = _structure_params(item.get("params", {}), method)
         result = await method.handler(caller, params)
-        body: dict[str, Any] = {"result": convert.unstructure(result)}
-        _encode(body)  # an unencodable result is our bug: report it here
+        encoded = _encode(convert.unstructure(result))
     except Exception as exc:
         err = error_object(exc)
         if method is not None:
             _log_call(method, caller, started, err)
-        return None if is_notification else {"jsonrpc": "2.0", "id": req_id, "error": err}
+        return None if is_notification else _encode({"jsonrpc": "2.0", "id": req_id,
+                                                     "error": err})
     _log_call(method, caller, started, None)
-    return None if is_notification else {"jsonrpc": "2.0", "id": req_id, **body}
+    if is_notification:
+        return None
+    return b'{"jsonrpc":"2.0","id":' + _encode(req_id) + b',"result":' + encoded + b"}"
 
 
 def _check_envelope(item: Any) -> None:

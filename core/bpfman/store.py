@@ -48,6 +48,10 @@ class Store:
         # describe (reconcile then clears or restores them).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+        # Every program record, read once and kept until a program row changes
+        # or a transaction ends: listings read them all (1,000 rows cost ~5 ms
+        # to decode), and only this class writes the table.
+        self._programs: list[ProgramRecord] | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -74,10 +78,14 @@ class Store:
             raise
         else:
             self._db.execute("COMMIT")
+        finally:
+            # A record read inside the transaction may be one it rolled back.
+            self._programs = None
 
     # -- programs -----------------------------------------------------------
 
     def insert_program(self, p: ProgramRecord) -> None:
+        self._programs = None
         self._db.execute(
             "INSERT INTO programs (program_id, name, type, path, pin_path, map_owner_id,"
             " map_pin_dir, global_data, metadata, loaded_by_uid, created_at, attach_func, image)"
@@ -91,6 +99,7 @@ class Store:
         )
 
     def delete_program(self, program_id: int) -> None:
+        self._programs = None
         self._db.execute("DELETE FROM programs WHERE program_id = ?", (program_id,))
 
     def get_program(self, program_id: int) -> ProgramRecord | None:
@@ -100,8 +109,10 @@ class Store:
         return _program(row) if row else None
 
     def list_programs(self) -> list[ProgramRecord]:
-        rows = self._db.execute("SELECT * FROM programs ORDER BY program_id")
-        return [_program(r) for r in rows]
+        if self._programs is None:
+            rows = self._db.execute("SELECT * FROM programs ORDER BY program_id")
+            self._programs = [_program(r) for r in rows]
+        return list(self._programs)
 
     def map_users(self, map_owner_id: int) -> list[int]:
         rows = self._db.execute(

@@ -41,6 +41,22 @@ def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
     assert store.list_programs() == []
 
 
+def test_listing_memo_follows_writes_and_rollbacks(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    with store.transaction():
+        store.insert_program(program(1))
+    assert [p.program_id for p in store.list_programs()] == [1]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.insert_program(program(2))
+        # read inside the transaction: sees its own uncommitted row
+        assert [p.program_id for p in store.list_programs()] == [1, 2]
+        raise RuntimeError("kernel refused")
+    assert [p.program_id for p in store.list_programs()] == [1]
+    with store.transaction():
+        store.delete_program(1)
+    assert store.list_programs() == []
+
+
 def test_link_ids_are_never_reused(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
     with store.transaction():
