@@ -31,6 +31,7 @@ from bpfman.testing import compile_bpf
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("control_plane", "dataplane", "vm")
+KEEP_MARKER = "<!-- analysis: written by hand, kept by bench/run.py -->"
 
 
 def machine() -> str:
@@ -99,10 +100,14 @@ def main() -> int:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
         print(f"rows written to {args.json}")
     if out is not None:
+        # The hand-written analysis below KEEP_MARKER survives a new run.
+        kept = ""
+        if out.exists() and KEEP_MARKER in (previous := out.read_text()):
+            kept = "\n" + previous[previous.index(KEEP_MARKER):]
         out.write_text(
             "# Performance\n\nMeasured by `bench/run.py` on " + machine() + ", "
             + time.strftime("%Y-%m-%d") + ". Ratios are ours / reference, same run; "
-            "lower is better for times.\n\n" + text + "\n")
+            "lower is better for times.\n\n" + text + "\n" + kept)
         print(f"written to {out}")
     return 0
 
