@@ -598,9 +598,9 @@ class Manager:
             for r in records
         ]
         if req.all and not req.metadata:
-            for info in self.kernel.iter_programs():
-                if info.program_id in managed_ids:
-                    continue
+            # Managed programs' info was read above: open only the others.
+            others = (i for i in self.kernel.program_ids() if i not in managed_ids)
+            for info in self.kernel.programs_info(others).values():
                 if req.type is not None and info.kernel_type != req.type:
                     continue
                 replies.append(_unmanaged_reply(info))

@@ -167,10 +167,8 @@ def program_info_of_fd(fd: int, *, stats_enabled: bool | None = None) -> KernelP
     )
 
 
-def iter_programs() -> Iterator[KernelProgramInfo]:
-    """Every program in the kernel, by ascending id. Programs that vanish
-    between listing and opening are skipped."""
-    stats = bpf_stats_enabled()
+def program_ids() -> Iterator[int]:
+    """The id of every program in the kernel, ascending (no fd opened)."""
     next_id = ctypes.c_uint32(0)
     current = 0
     while True:
@@ -182,8 +180,16 @@ def iter_programs() -> Iterator[KernelProgramInfo]:
             with kernel_errors("bpf_prog_get_next_id"):
                 raise
         current = next_id.value
+        yield current
+
+
+def iter_programs() -> Iterator[KernelProgramInfo]:
+    """Every program in the kernel, by ascending id. Programs that vanish
+    between listing and opening are skipped."""
+    stats = bpf_stats_enabled()
+    for program_id in program_ids():
         try:
-            yield program_info(current, stats_enabled=stats)
+            yield program_info(program_id, stats_enabled=stats)
         except ProgramNotFound:
             continue
 
