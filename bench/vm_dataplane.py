@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -51,7 +50,7 @@ from types import ModuleType
 from typing import Any
 
 from bpfman import kernel
-from bpfman.testing import DaemonProcess, VethPair, compile_bpf, running_daemon
+from bpfman.testing import DaemonProcess, VethPair, compile_bpf, import_file, running_daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAME = bytes(12) + b"\x08\x00" + bytes(50)
@@ -345,16 +344,7 @@ def guest_main(argv: list[str] | None = None) -> int:
 
 def _harness() -> ModuleType:
     # The pytest harness owns the boot logic; same module name as tests/vm/conftest.py.
-    name = "bpfman_vm_harness"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = ROOT / "tests" / "vm" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_file("bpfman_vm_harness", ROOT / "tests" / "vm" / "bpfman_vm_harness.py")
 
 
 def _not_run(why: str) -> Row:

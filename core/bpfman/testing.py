@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -62,6 +64,20 @@ def compile_bpf(source: Path, out_dir: Path, *, defines: dict[str, str] | None =
 
 # libbpf rewrites '.' in pin paths: keep the test bpffs under a dot-free dir.
 TEST_RUN_ROOT = Path("/run/bpfman-test")
+
+
+def import_file(name: str, path: Path) -> ModuleType:
+    """The module in file `path`, imported once under `name` (for files outside
+    any package, such as tests/vm's harness or bench/; one name, one module,
+    whoever imports it first)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def default_start_timeout() -> float:

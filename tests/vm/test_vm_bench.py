@@ -7,28 +7,20 @@ checked is that every chain is built in the mode it claims and the rows come out
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+
+from bpfman.testing import import_file
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "vm_dataplane.py"
 
 
 def _vm_dataplane() -> ModuleType:
     # bench/ is not a package: import the file by path.
-    name = "bpfman_bench_vm_dataplane"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_file("bpfman_bench_vm_dataplane", BENCH)
 
 
 def test_vm_dataplane_smoke(bpf_program: Callable[..., Path]) -> None:
