@@ -372,15 +372,10 @@ def run(smoke: bool) -> list[Row]:
         cmd = [str(Path(sys.prefix) / "bin" / "python"), str(Path(__file__).resolve()),
                "--obj", str(obj), "--out", str(out), *(["--smoke"] if smoke else [])]
         timeout = float(os.environ.get("BPFMAN_VM_TIMEOUT", DEFAULT_VM_TIMEOUT))
-        for attempt in (1, 2):
-            boot = harness.run_in_vm(
-                cmd, rwdir=rwdir, cwd=ROOT, timeout=timeout, console_name="bench-console.log",
-                what="the dataplane benchmark", announce=lambda s: print(s, file=sys.stderr))
-            # Seen once in ~10 boots: the guest kernel oopses (int3 in enqueue_timer)
-            # seconds into boot under TCG, before the command starts. Boot once more.
-            if boot.booted or boot.error is None or "timed out" in boot.error or attempt == 2:
-                break
-            print(f"vm: {boot.error}; booting again", file=sys.stderr)
+        # run_in_vm boots once more when the guest dies before the command starts.
+        boot = harness.run_in_vm(
+            cmd, rwdir=rwdir, cwd=ROOT, timeout=timeout, console_name="bench-console.log",
+            what="the dataplane benchmark", announce=lambda s: print(s, file=sys.stderr))
         result = json.loads(out.read_text()) if out.exists() else {}
         if "rows" in result:
             return list(result["rows"])
