@@ -29,6 +29,7 @@ from bpfman import imagecli
 from bpfman.cliargs import global_value as _global_value
 from bpfman.cliargs import json_object as _json_object
 from bpfman.cliargs import key_value as _key_value
+from bpfman.cliargs import load_options
 from bpfman.cliargs import program_selector as _program_selector
 from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
 
@@ -309,14 +310,8 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if image_request is not None:
         return image_request
     if cmd == "load":
-        params: dict[str, Any] = {"path": args.path, "programs": args.programs}
-        if args.global_data:
-            params["global_data"] = dict(args.global_data)
-        if args.metadata:
-            params["metadata"] = dict(args.metadata)
-        if args.map_owner_id is not None:
-            params["map_owner_id"] = args.map_owner_id
-        return "program.load", params
+        return "program.load", {"path": args.path, "programs": args.programs,
+                                **load_options(args)}
     if cmd == "attach":
         attach_params, metadata, globals_ = split_attach_options(args.options)
         for key, value in globals_.items():

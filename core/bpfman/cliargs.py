@@ -44,3 +44,15 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("params must be a JSON object")
     return value
+
+
+def load_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The optional program.load params both `load file` and `load image` take."""
+    params: dict[str, Any] = {}
+    if args.global_data:
+        params["global_data"] = dict(args.global_data)
+    if args.metadata:
+        params["metadata"] = dict(args.metadata)
+    if args.map_owner_id is not None:
+        params["map_owner_id"] = args.map_owner_id
+    return params

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bpfman.cliargs import program_selector
+from bpfman.cliargs import load_options, program_selector
 
 PASSWORD_ENV = "BPFMAN_REGISTRY_PASSWORD"
 POLICIES = ["Always", "IfNotPresent", "Never"]
@@ -128,17 +128,11 @@ def _auth(args: argparse.Namespace) -> dict[str, str]:
 def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | None:
     """(method, params) for the single-call image commands, else None."""
     if args.command == "load" and args.source == "image":
-        params: dict[str, Any] = {
+        return "program.load", {
             "image": {"url": args.image_url, "pull_policy": args.pull_policy, **_auth(args)},
             "programs": args.programs,
+            **load_options(args),
         }
-        if args.global_data:
-            params["global_data"] = dict(args.global_data)
-        if args.metadata:
-            params["metadata"] = dict(args.metadata)
-        if args.map_owner_id is not None:
-            params["map_owner_id"] = args.map_owner_id
-        return "program.load", params
     if args.command != "image":
         return None
     action = args.image_command
