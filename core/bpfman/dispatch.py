@@ -61,8 +61,11 @@ unspliceable component) nothing has changed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
+import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -70,7 +73,7 @@ from typing import Any
 
 import attrs
 
-from bpfman.errors import Conflict, InvalidArgument
+from bpfman.errors import Conflict, InvalidArgument, KernelFeatureMissing
 
 MAX_SLOTS = 10
 #: libxdp's ``XDP_DISPATCHER_RETVAL`` / bpfman's TC ``TC_DISPATCHER_RETVAL``
@@ -400,6 +403,50 @@ class LibxdpConfig:
                    is_xdp_devbound=bool(version >= 3 and len(raw) > 124 and raw[124]))
 
 
+
+
+def build_dispatcher_object(source: Path, *, feature: str, what: str,
+                            defines: dict[str, str] | None = None) -> Path:
+    """The object of a plugin's dispatcher C `source` (with `defines`), compiled
+    with clang at first use into a cache directory owned by us
+    (``$BPFMAN_CACHE_DIR`` or /var/cache/bpfman, else a private one under the
+    system temp dir), named by a hash of the source and defines.
+
+    :param feature: reported by `KernelFeatureMissing` ("tc_dispatcher", ...).
+    :param what: its name for people ("TC dispatcher", ...).
+    """
+    flags = [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
+    key = hashlib.sha256(source.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
+    stem = source.name.removesuffix(".c").removesuffix(".bpf")
+    name = f"{stem}-{key}.bpf.o"  # the key covers the defines
+    subdir = stem.removesuffix("_dispatcher")  # "tc", "xdp"
+    candidates = [Path(os.environ.get("BPFMAN_CACHE_DIR", "/var/cache/bpfman")) / subdir,
+                  Path(tempfile.gettempdir()) / f"bpfman-cache-{os.geteuid()}" / subdir]
+    for cache in candidates:
+        out = cache / name
+        try:
+            cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if cache.stat().st_uid != os.geteuid():
+                continue  # someone else's directory: never trust its objects
+            if out.exists():
+                return out
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")
+            cmd = [os.environ.get("BPFMAN_CLANG", "clang"), "-O2", "-g", "-target", "bpf",
+                   f"-I/usr/include/{os.uname().machine}-linux-gnu", *flags,
+                   "-c", str(source), "-o", str(tmp)]
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+            tmp.rename(out)
+            return out
+        except FileNotFoundError as exc:
+            raise KernelFeatureMissing(feature, f"clang is needed to build the {what}"
+                                       " (apt-get install clang)") from exc
+        except subprocess.CalledProcessError as exc:
+            raise KernelFeatureMissing(feature, f"building the {what} failed:"
+                                       f" {exc.stderr.strip()[-500:]}") from exc
+        except OSError:
+            continue
+    raise KernelFeatureMissing(feature, f"no writable cache directory to build the {what}"
+                               " in (set BPFMAN_CACHE_DIR)")
 
 
 def ensure_extension(ctx: Any, link: Any, target_pin: Path, func: str, object_path: str) -> None:

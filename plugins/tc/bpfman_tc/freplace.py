@@ -7,15 +7,11 @@ and attached to stub ``prog<N>`` of every new dispatcher revision.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import struct
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bpfman import KernelFeatureMissing, dispatch
+from bpfman import dispatch
 from bpfman.context import HookContext
 from bpfman.kernel import libxdp as kx
 from bpfman.records import LinkRecord
@@ -33,38 +29,9 @@ def config(masks: Sequence[int], priorities: Sequence[int]) -> bytes:
 
 
 def dispatcher_object() -> Path:
-    """The dispatcher object, compiled with clang at first use into a cache
-    directory owned by us (``$BPFMAN_CACHE_DIR`` or /var/cache/bpfman, else
-    one under the system temp dir)."""
-    text = SOURCE.read_bytes()
-    name = f"tc_dispatcher-{hashlib.sha256(text).hexdigest()[:16]}.bpf.o"
-    candidates = [Path(os.environ.get("BPFMAN_CACHE_DIR", "/var/cache/bpfman")) / "tc",
-                  Path(tempfile.gettempdir()) / f"bpfman-cache-{os.geteuid()}" / "tc"]
-    for cache in candidates:
-        out = cache / name
-        try:
-            cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if cache.stat().st_uid != os.geteuid():
-                continue  # someone else's directory: never trust its objects
-            if out.exists():
-                return out
-            tmp = out.with_suffix(f".{os.getpid()}.tmp")
-            cmd = [os.environ.get("BPFMAN_CLANG", "clang"), "-O2", "-g", "-target", "bpf",
-                   f"-I/usr/include/{os.uname().machine}-linux-gnu", "-c", str(SOURCE),
-                   "-o", str(tmp)]
-            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
-            tmp.rename(out)
-            return out
-        except FileNotFoundError as exc:
-            raise KernelFeatureMissing("tc_dispatcher", "clang is needed to build the TC"
-                                       " dispatcher (apt-get install clang)") from exc
-        except subprocess.CalledProcessError as exc:
-            raise KernelFeatureMissing("tc_dispatcher", "building the TC dispatcher failed:"
-                                       f" {exc.stderr.strip()[-500:]}") from exc
-        except OSError:
-            continue
-    raise KernelFeatureMissing("tc_dispatcher", "no writable cache directory to build the"
-                               " TC dispatcher in (set BPFMAN_CACHE_DIR)")
+    """The dispatcher object, compiled at first use (`dispatch.build_dispatcher_object`)."""
+    return dispatch.build_dispatcher_object(SOURCE, feature="tc_dispatcher",
+                                            what="TC dispatcher")
 
 
 def load(ctx: HookContext, ordered: list[LinkRecord], masks: Sequence[int],

@@ -22,15 +22,11 @@ path); rebuilds attach that same extension to the new dispatcher.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 import attrs
 
-from bpfman import Conflict, KernelFeatureMissing, dispatch
+from bpfman import Conflict, dispatch
 from bpfman.context import HookContext
 from bpfman.kernel import libxdp as kx
 from bpfman.kernel.links import xdp as xdp_links
@@ -42,44 +38,11 @@ SUPPORTED_VERSIONS = (2, 3)
 
 
 def dispatcher_object(version: int) -> Path:
-    """Our dispatcher object for `version`, compiled with clang at first use
-    into a cache directory (``$BPFMAN_CACHE_DIR`` or /var/cache/bpfman,
-    else a private directory under the system temp dir)."""
-    text = SOURCE.read_bytes()
-    key = hashlib.sha256(text + f"v{version}".encode()).hexdigest()[:16]
-    name = f"xdp_dispatcher-v{version}-{key}.bpf.o"
-    candidates = [Path(os.environ.get("BPFMAN_CACHE_DIR", "/var/cache/bpfman")) / "xdp",
-                  Path(tempfile.gettempdir()) / f"bpfman-cache-{os.geteuid()}" / "xdp"]
-    for cache in candidates:
-        out = cache / name
-        if out.exists() and out.stat().st_uid == os.geteuid():
-            return out
-        try:
-            cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if cache.stat().st_uid != os.geteuid():
-                continue  # someone else's directory: never trust its objects
-            return _compile(version, out)
-        except OSError:
-            continue
-    raise KernelFeatureMissing("libxdp_dispatcher", "no writable cache directory to build"
-                               " the XDP dispatcher in (set BPFMAN_CACHE_DIR)")
-
-
-def _compile(version: int, out: Path) -> Path:
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    cmd = [os.environ.get("BPFMAN_CLANG", "clang"), "-O2", "-g", "-target", "bpf",
-           f"-I/usr/include/{os.uname().machine}-linux-gnu",
-           f"-DDISPATCHER_VERSION={version}", "-c", str(SOURCE), "-o", str(tmp)]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
-    except FileNotFoundError as exc:
-        raise KernelFeatureMissing("libxdp_dispatcher", "clang is needed to build the"
-                                   " XDP dispatcher (apt-get install clang)") from exc
-    except subprocess.CalledProcessError as exc:
-        raise KernelFeatureMissing("libxdp_dispatcher", "building the XDP dispatcher"
-                                   f" failed: {exc.stderr.strip()[-500:]}") from exc
-    tmp.rename(out)
-    return out
+    """Our dispatcher object for `version`, compiled at first use
+    (`dispatch.build_dispatcher_object`)."""
+    return dispatch.build_dispatcher_object(
+        SOURCE, feature="libxdp_dispatcher", what="XDP dispatcher",
+        defines={"DISPATCHER_VERSION": str(version)})
 
 
 @attrs.frozen
