@@ -159,19 +159,15 @@ class Manager:
         except ProgramNotFound:
             return None
 
-    def _program_reply(
-        self,
-        p: ProgramRecord,
-        *,
-        with_kernel: bool = True,
-        links: list[int] | None = None,
-        kernel: KernelProgramInfo | None = None,
-    ) -> ProgramReply:
-        """`links` and `kernel`, when given, were read in bulk by a listing."""
-        if links is None:
-            links = [link.link_id for link in self.store.list_links(program_id=p.program_id)]
-        if kernel is None and with_kernel:
-            kernel = self._kernel_info(p.program_id)
+    def _program_reply(self, p: ProgramRecord) -> ProgramReply:
+        """One program's reply, its links and live kernel info read now."""
+        links = [link.link_id for link in self.store.list_links(program_id=p.program_id)]
+        return self._reply_of(p, links, self._kernel_info(p.program_id))
+
+    @staticmethod
+    def _reply_of(p: ProgramRecord, links: list[int],
+                  kernel: KernelProgramInfo | None) -> ProgramReply:
+        """`kernel` is None when the program is gone from the kernel."""
         return ProgramReply(
             program_id=p.program_id,
             name=p.name,
@@ -593,8 +589,7 @@ class Manager:
         links = self.store.link_ids_by_program()
         live = self.kernel.programs_info(r.program_id for r in records)
         replies = [
-            self._program_reply(r, links=links.get(r.program_id, []),
-                                kernel=live.get(r.program_id))
+            self._reply_of(r, links.get(r.program_id, []), live.get(r.program_id))
             for r in records
         ]
         if req.all and not req.metadata:

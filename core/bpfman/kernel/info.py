@@ -2,7 +2,7 @@
 
 Everything here is read at call time (never a load-time snapshot), and
 opens the object by id for the duration of the call only. The one memo is of
-a program's full name and memlock, which are fixed for its lifetime.
+a program's full name, memlock and load time, which are fixed for its lifetime.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def program_info(program_id: int, *, stats_enabled: bool | None = None) -> Kerne
         it (listings read it once, not once per program).
     :raises ProgramNotFound: no program with that id.
     """
-    try:
+    try:  # not `_fd_by_id`: this runs per program in every listing
         fd = libbpf.bpf_prog_get_fd_by_id(program_id)
     except SysError as exc:
         # ENOENT: no such id. EINVAL: id 0 or out of range.

@@ -17,7 +17,7 @@ import sys
 import attrs
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
+from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument
 from bpfman.kernel import rtnl
 from bpfman.kernel.rtnl import NetlinkError
 from bpfman.netns import NetNs
@@ -56,10 +56,6 @@ def _get_link(rt: rtnl.Rtnl, *, index: int = 0,
     return found, rtnl.attributes(top.get(IFLA_XDP, b""), 0)
 
 
-def _kernel_error(op: str, exc: NetlinkError, **details: object) -> KernelError:
-    return KernelError(op, exc.code, f"{op} failed: {exc}", **details)
-
-
 def ifindex(name: str, netns: NetNs = _HERE) -> int:
     """The ifindex of interface `name` in `netns`.
 
@@ -74,7 +70,7 @@ def ifindex(name: str, netns: NetNs = _HERE) -> int:
             if exc.code == errno.ENODEV:
                 raise AttachTargetNotFound(f"no interface {name!r} in {netns}", iface=name,
                                            netns=str(netns)) from exc
-            raise _kernel_error("RTM_GETLINK", exc, iface=name) from exc
+            raise rtnl.kernel_error("RTM_GETLINK", exc, iface=name) from exc
 
 
 @attrs.frozen
@@ -105,7 +101,7 @@ def xdp_query(index: int, netns: NetNs = _HERE) -> XdpState:
             if exc.code == errno.ENODEV:
                 raise AttachTargetNotFound(f"no interface with index {index} in {netns}",
                                            ifindex=index) from exc
-            raise _kernel_error("RTM_GETLINK", exc, ifindex=index) from exc
+            raise rtnl.kernel_error("RTM_GETLINK", exc, ifindex=index) from exc
     def u32(kind: int) -> int:
         value = xdp.get(kind, b"")
         return int.from_bytes(value[:4], sys.byteorder) if len(value) >= 4 else 0
@@ -178,7 +174,7 @@ def _raise_attach(exc: NetlinkError, index: int, netns: NetNs, expected_fd: int 
     if exc.code == errno.ENODEV:
         raise AttachTargetNotFound(f"no interface with index {index} in {netns}",
                                    ifindex=index) from exc
-    raise _kernel_error("XDP attach (RTM_SETLINK IFLA_XDP)", exc, ifindex=index) from exc
+    raise rtnl.kernel_error("XDP attach (RTM_SETLINK IFLA_XDP)", exc, ifindex=index) from exc
 
 
 def xdp_detach(index: int, *, netns: NetNs = _HERE, mode: str,

@@ -14,6 +14,7 @@ can't be active at the same time.").
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
+
+from bpfman.errors import KernelError
 
 if TYPE_CHECKING:
     # bpfman.netns imports bpfman.kernel._sys, which runs this package's
@@ -133,6 +136,11 @@ def attributes(data: bytes, offset: int) -> dict[int, bytes]:
     return out
 
 
+def kernel_error(op: str, exc: NetlinkError, **details: Any) -> KernelError:
+    """A refused request as the daemon reports kernel errors (op, errno, text)."""
+    return KernelError(op, exc.code or errno.EIO, f"{op} failed: {exc}", **details)
+
+
 def _raise_or_ack(body: bytes, flags: int) -> None:
     (code,) = struct.unpack_from("=i", body, _HEADER.size)
     if code == 0:
@@ -168,4 +176,5 @@ def connect(netns: NetNs) -> Iterator[Rtnl]:
         sock.close()
 
 
-__all__ = ["ACKED", "CREATE", "DUMP", "REPLACE", "NetlinkError", "Rtnl", "attributes", "connect"]
+__all__ = ["ACKED", "CREATE", "DUMP", "REPLACE", "NetlinkError", "Rtnl", "attributes", "connect",
+           "kernel_error"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
-from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
+from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument
 from bpfman.kernel import pins, rtnl
 from bpfman.kernel.links import require_program_type
 from bpfman.kernel.rtnl import NetlinkError
@@ -98,11 +98,6 @@ def _clsact(ifindex: int) -> tcmsg:
                   attrs_=[("TCA_KIND", "clsact")])
 
 
-def _netlink_error(op: str, exc: Any, **details: Any) -> KernelError:
-    code = int(getattr(exc, "code", 0) or errno.EIO)
-    return KernelError(op, code, f"{op} failed: {exc}", **details)
-
-
 def qdisc_kinds(ifindex: int, *, netns: NetNs | None = None) -> dict[int, str]:
     """parent handle -> kind of the qdiscs on the interface's ingress side
     (clsact and ingress both sit at parent TC_H_CLSACT = TC_H_INGRESS)."""
@@ -110,7 +105,7 @@ def qdisc_kinds(ifindex: int, *, netns: NetNs | None = None) -> dict[int, str]:
         try:
             qdiscs = rt.request(_tcmsg(ifindex), rtnl.RTM_GETQDISC, rtnl.DUMP)
         except NetlinkError as exc:
-            raise _netlink_error("tc qdisc show", exc, ifindex=ifindex) from exc
+            raise rtnl.kernel_error("tc qdisc show", exc, ifindex=ifindex) from exc
     return {int(q["parent"]): str(q.get_attr("TCA_KIND")) for q in qdiscs
             if q["index"] == ifindex}
 
@@ -135,7 +130,7 @@ def ensure_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
         except NetlinkError as exc:
             if exc.code == errno.EEXIST:  # someone was faster: theirs, not ours
                 return False
-            raise _netlink_error("tc qdisc add clsact", exc, ifindex=ifindex) from exc
+            raise rtnl.kernel_error("tc qdisc add clsact", exc, ifindex=ifindex) from exc
     return True
 
 
@@ -148,7 +143,7 @@ def remove_clsact(ifindex: int, *, netns: NetNs | None = None) -> bool:
         except NetlinkError as exc:
             if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
                 return False
-            raise _netlink_error("tc qdisc del clsact", exc, ifindex=ifindex) from exc
+            raise rtnl.kernel_error("tc qdisc del clsact", exc, ifindex=ifindex) from exc
     return True
 
 
@@ -163,7 +158,7 @@ def list_filters(ifindex: int, direction: str, *,
         except NetlinkError as exc:
             if exc.code in (errno.EINVAL, errno.ENOENT):
                 return []
-            raise _netlink_error("tc filter show", exc, ifindex=ifindex) from exc
+            raise rtnl.kernel_error("tc filter show", exc, ifindex=ifindex) from exc
     out = []
     for m in msgs:
         if m["index"] != ifindex or not m["handle"]:
@@ -211,7 +206,7 @@ def attach_bpf_filter(program_pin: Path | str, ifindex: int, direction: str, *, 
                 if exc.code == errno.ENODEV:
                     raise AttachTargetNotFound(f"no interface with index {ifindex}",
                                                ifindex=ifindex) from exc
-                raise _netlink_error("tc filter replace" if replace else "tc filter add", exc,
+                raise rtnl.kernel_error("tc filter replace" if replace else "tc filter add", exc,
                                      ifindex=ifindex, priority=priority) from exc
 
 
@@ -226,7 +221,7 @@ def detach_filter(ifindex: int, direction: str, *, priority: int, handle: int, k
         except NetlinkError as exc:
             if exc.code in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
                 return False
-            raise _netlink_error("tc filter del", exc, ifindex=ifindex) from exc
+            raise rtnl.kernel_error("tc filter del", exc, ifindex=ifindex) from exc
     return True
 
 
