@@ -108,7 +108,7 @@ class Rtnl:
             while offset + _HEADER.size <= len(data):
                 length, kind, reply_flags, seq, _pid = _HEADER.unpack_from(data, offset)
                 if length < _HEADER.size:
-                    raise NetlinkError(71, "truncated netlink message")  # EPROTO
+                    raise NetlinkError(errno.EPROTO, "truncated netlink message")
                 body = data[offset:offset + length]
                 offset += (length + 3) & ~3
                 if seq != self._seq:
@@ -149,15 +149,10 @@ def _raise_or_ack(body: bytes, flags: int) -> None:
     message = os.strerror(code)
     if flags & NLM_F_ACK_TLVS:
         # capped: after the error code comes only the request's header
-        offset = _HEADER.size + 4 + _HEADER.size
-        while offset + 4 <= len(body):
-            size, kind = struct.unpack_from("=HH", body, offset)
-            if size < 4:
-                break
-            if kind == _NLMSGERR_ATTR_MSG:
-                text = body[offset + 4:offset + size].split(b"\0", 1)[0]
-                message = f"{message}: {text.decode(errors='replace')}"
-            offset += (size + 3) & ~3
+        text = attributes(body, _HEADER.size + 4 + _HEADER.size).get(_NLMSGERR_ATTR_MSG)
+        if text:
+            said = text.split(b"\0", 1)[0].decode(errors="replace")
+            message = f"{message}: {said}"
     raise NetlinkError(code, message)
 
 
