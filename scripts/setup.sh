@@ -3,6 +3,7 @@
 #
 #   bash scripts/setup.sh daemon   # install system-wide, start the daemon with its defaults
 #   bash scripts/setup.sh test     # install into ./.venv and run every test tier
+#   bash scripts/setup.sh test tests/unit -q   # the same install, then only these pytest args
 #
 # Run as root from a checkout. Both are idempotent.
 set -euo pipefail
@@ -90,7 +91,7 @@ run_tests() {
     log "ruff"
     "$venv/bin/ruff" check .
     log "pytest (unit, kernel and vm tiers)"
-    "$venv/bin/pytest" -ra tests "${@}"
+    "$venv/bin/pytest" -ra "${@:-tests}"
 }
 
 case "$MODE" in
