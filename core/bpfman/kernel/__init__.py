@@ -26,6 +26,21 @@ from bpfman.kernel.info import (
     wait_program_gone,
 )
 from bpfman.kernel.links.detach import detach_link
+from bpfman.kernel.links.fd_target import (
+    CGROUP_HOOKS,
+    NF_FAMILIES,
+    NF_HOOKS,
+    Anchor,
+    Chain,
+    FdLinkInfo,
+    attach_cgroup,
+    attach_netfilter,
+    attach_netns,
+    cgroup_id,
+    detach_pinned_link,
+    fd_link_info,
+    query_cgroup,
+)
 from bpfman.kernel.links.perf_event import attach_kprobe, attach_tracepoint, attach_uprobe
 from bpfman.kernel.links.raw_tracepoint import attach_raw_tracepoint
 from bpfman.kernel.links.tcx import Anchor as TcxAnchor
@@ -96,6 +111,12 @@ from bpfman.kernel.tc import (
 )
 
 __all__ = [
+    "CGROUP_HOOKS",
+    "NF_FAMILIES",
+    "NF_HOOKS",
+    "Anchor",
+    "Chain",
+    "FdLinkInfo",
     "GlobalVar",
     "KernelFeatures",
     "KernelLinkInfo",
@@ -114,21 +135,27 @@ __all__ = [
     "TcxLinkInfo",
     "TestRunResult",
     "attach_bpf_filter",
+    "attach_cgroup",
     "attach_kprobe",
+    "attach_netfilter",
+    "attach_netns",
     "attach_raw_tracepoint",
     "attach_tcx",
     "attach_tracepoint",
     "attach_tracing",
     "attach_uprobe",
+    "cgroup_id",
     "check_kernel_function",
     "check_process",
     "detach_filter",
     "detach_link",
+    "detach_pinned_link",
     "detach_tcx",
     "enable_bpf_stats",
     "ensure_bpffs",
     "ensure_clsact",
     "ensure_tracefs",
+    "fd_link_info",
     "inspect_object",
     "interface_index",
     "iter_programs",
@@ -156,6 +183,7 @@ __all__ = [
     "program_info",
     "programs_info",
     "qdisc_kinds",
+    "query_cgroup",
     "query_tcx",
     "raise_memlock",
     "relocated_program",

@@ -29,6 +29,7 @@ from bpfman.errors import (
 )
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
+from bpfman.kernel._sys import splice as _sp
 from bpfman.kernel._sys.errors import SysError, describe_errno, errno_name, kernel_errors
 from bpfman.kernel._sys.structs import (
     BTF_KIND_DATASEC,
@@ -229,11 +230,24 @@ def _internal_map(obj: int, section: str) -> int | None:
     return m if m and libbpf.bpf_map__is_internal(m) else None
 
 
+# Sections newer than the system's libbpf (1.1 predates netfilter, Linux
+# 6.4): section -> (prog type, expected attach type), set by the loader.
+_NEWER_SECTIONS = {"netfilter": (32, 45)}
+
+
+def _newer_section(prog: int) -> tuple[int, int] | None:
+    if libbpf.bpf_program__type(prog) != 0:  # libbpf knew the section
+        return None
+    return _NEWER_SECTIONS.get(_decode(libbpf.bpf_program__section_name(prog)))
+
+
 def _program_spec(prog: int) -> ProgramSpec:
+    newer = _newer_section(prog)
+    prog_type = newer[0] if newer else libbpf.bpf_program__type(prog)
     return ProgramSpec(
         name=_decode(libbpf.bpf_program__name(prog)),
         section=_decode(libbpf.bpf_program__section_name(prog)),
-        kernel_type=libbpf.prog_type_name(libbpf.bpf_program__type(prog)),
+        kernel_type=libbpf.prog_type_name(prog_type),
     )
 
 
@@ -366,7 +380,11 @@ def _select_programs(
                 field=f"programs[{i}].name",
                 available=sorted(by_name),
             )
-        if want.kernel_type is not None:
+        newer = _newer_section(prog)
+        if newer is not None:
+            libbpf.bpf_program__set_type(prog, newer[0])
+            _sp.bpf_program__set_expected_attach_type(prog, newer[1])
+        if want.kernel_type is not None and newer is None:
             prog_type = types.get(want.kernel_type)
             if prog_type is None or prog_type == 0:
                 raise InvalidArgument(

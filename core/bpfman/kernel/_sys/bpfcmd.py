@@ -103,3 +103,28 @@ def bpf(cmd: int, attr: ctypes.Structure, name: str) -> int:
     if ret < 0:
         raise SysError(ctypes.get_errno(), name)
     return int(ret)
+
+
+# enum bpf_attach_type, the fd-target types (cgroup, netns, netfilter)
+BPF_SK_LOOKUP = 36
+BPF_NETFILTER = 45
+
+# enum bpf_link_type
+BPF_LINK_TYPE_CGROUP = 3
+BPF_LINK_TYPE_NETNS = 5
+BPF_LINK_TYPE_NETFILTER = 10
+
+
+class NetfilterLinkCreateAttr(ctypes.Structure):
+    """`union bpf_attr`.link_create with its netfilter member (size 32)."""
+
+    _fields_ = (
+        ("prog_fd", c_uint32),
+        ("target_fd", c_uint32),  # must be 0: the link hooks the caller's netns
+        ("attach_type", c_uint32),
+        ("flags", c_uint32),
+        ("pf", c_uint32),
+        ("hooknum", c_uint32),
+        ("priority", ctypes.c_int32),
+        ("nf_flags", c_uint32),
+    )

@@ -16,11 +16,9 @@ indexes are per namespace, so the syscalls run inside it.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 from collections.abc import Callable
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -31,7 +29,14 @@ from bpfman.kernel import pins
 from bpfman.kernel._sys import bpfcmd
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BpfLinkInfo
-from bpfman.kernel.links import pin_new_link, require_program_type
+from bpfman.kernel.links import require_program_type
+from bpfman.kernel.links.fd_target import (
+    Anchor,
+    Chain,
+    attach_ordered,
+    detach_pinned_link,
+    query_attached,
+)
 from bpfman.kernel.tc import host_netns
 
 if TYPE_CHECKING:
@@ -43,50 +48,6 @@ PathLike = Path | str
 _ATTACH_TYPE = {"ingress": bpfcmd.BPF_TCX_INGRESS, "egress": bpfcmd.BPF_TCX_EGRESS}
 _DIRECTION = {v: k for k, v in _ATTACH_TYPE.items()}
 MAX_STALE_RETRIES = 8
-
-
-@attrs.frozen
-class Anchor:
-    """Where a new program goes in a TCX chain. Build it with the class
-    methods; only this module knows the kernel's flag bits."""
-
-    flags: int = 0
-    relative_id: int = 0
-    text: str = "append"
-
-    @classmethod
-    def append(cls) -> Anchor:
-        return cls()
-
-    @classmethod
-    def head(cls) -> Anchor:
-        return cls(bpfcmd.BPF_F_BEFORE, 0, "head")
-
-    @classmethod
-    def tail(cls) -> Anchor:
-        return cls(bpfcmd.BPF_F_AFTER, 0, "tail")
-
-    @classmethod
-    def before(cls, program_id: int) -> Anchor:
-        return cls(bpfcmd.BPF_F_BEFORE | bpfcmd.BPF_F_ID, program_id,
-                   f"before program {program_id}")
-
-    @classmethod
-    def after(cls, program_id: int) -> Anchor:
-        return cls(bpfcmd.BPF_F_AFTER | bpfcmd.BPF_F_ID, program_id, f"after program {program_id}")
-
-    @classmethod
-    def before_link(cls, kernel_link_id: int) -> Anchor:
-        return cls(bpfcmd.BPF_F_BEFORE | bpfcmd.BPF_F_ID | bpfcmd.BPF_F_LINK, kernel_link_id,
-                   f"before link {kernel_link_id}")
-
-    @classmethod
-    def after_link(cls, kernel_link_id: int) -> Anchor:
-        return cls(bpfcmd.BPF_F_AFTER | bpfcmd.BPF_F_ID | bpfcmd.BPF_F_LINK, kernel_link_id,
-                   f"after link {kernel_link_id}")
-
-    def __str__(self) -> str:
-        return self.text
 
 
 @attrs.frozen
@@ -134,24 +95,8 @@ def _query(ifindex: int, attach_type: int) -> tuple[int, list[TcxEntry]]:
     """(revision, entries) of one hook; the caller is in the right netns."""
     nodev = {errno.ENODEV: lambda _e: AttachTargetNotFound(
         f"no interface with index {ifindex}", ifindex=ifindex)}
-    capacity = 64  # bpf_mprog holds at most 63 programs
-    prog_ids = (ctypes.c_uint32 * capacity)()
-    link_ids = (ctypes.c_uint32 * capacity)()
-    attr = bpfcmd.ProgQueryAttr(
-        target_ifindex=ifindex, attach_type=attach_type,
-        prog_ids=ctypes.addressof(prog_ids), count=capacity,
-        link_ids=ctypes.addressof(link_ids),
-    )
-    try:
-        bpfcmd.bpf(bpfcmd.BPF_PROG_QUERY, attr, "bpf_prog_query")
-    except SysError as exc:
-        if exc.errno == errno.ENOENT:  # nothing attached, on kernels that say so
-            return 1, []
-        with kernel_errors("bpf_prog_query(tcx)", nodev, ifindex=ifindex):
-            raise
-    count = min(int(attr.count), capacity)
-    entries = [TcxEntry(int(prog_ids[i]), int(link_ids[i])) for i in range(count)]
-    return int(attr.revision), entries
+    revision, entries = query_attached(ifindex, attach_type, "bpf_prog_query(tcx)", nodev)
+    return revision, [TcxEntry(e.program_id, e.kernel_link_id) for e in entries]
 
 
 def query_tcx(ifindex: int, direction: str, *, netns: NetNs | None = None) -> TcxChain:
@@ -190,25 +135,20 @@ def attach_tcx(
         prog_fd = fds.enter_context(pins.open_pinned(program_pin, "prog"))
         require_program_type(prog_fd, ("sched_cls",), f"tcx {direction}")
         with host_netns(netns).entered():
-            for _attempt in range(max(1, retries)):
-                revision, entries = _query(ifindex, attach_type)
-                chain = TcxChain(ifindex, direction, revision, tuple(entries))
-                anchor = position(chain) if callable(position) else position
-                attr = bpfcmd.TcxLinkCreateAttr(
-                    prog_fd=prog_fd, target_ifindex=ifindex, attach_type=attach_type,
-                    flags=anchor.flags, relative_id=anchor.relative_id,
-                    expected_revision=revision,
-                )
-                try:
-                    link_fd = bpfcmd.bpf(bpfcmd.BPF_LINK_CREATE, attr, "bpf_link_create(tcx)")
-                except SysError as exc:
-                    if exc.errno == errno.ESTALE:
-                        continue
-                    _raise_attach_error(exc, ifindex, direction, anchor)
-                fds.callback(os.close, link_fd)
-                return pin_new_link(link_fd, Path(link_pin))
-        raise Conflict(f"the tcx {direction} chain on ifindex {ifindex} changed during each of"
-                       f" {retries} attempts (stale revision)", ifindex=ifindex)
+            def on_error(exc: SysError, anchor: Anchor) -> None:
+                _raise_attach_error(exc, ifindex, direction, anchor)
+
+            def tcx_position(chain: Chain) -> Anchor:
+                if not callable(position):
+                    return position
+                return position(TcxChain(ifindex, direction, chain.revision,
+                                         tuple(TcxEntry(e.program_id, e.kernel_link_id)
+                                               for e in chain.entries)))
+
+            return attach_ordered(prog_fd, ifindex, attach_type, link_pin, tcx_position,
+                                  target_name=f"ifindex {ifindex}", hook=f"tcx {direction}",
+                                  op="bpf_link_create(tcx)", on_error=on_error,
+                                  retries=retries)
     raise AssertionError("unreachable")
 
 
@@ -269,18 +209,4 @@ def detach_tcx(link_pin: PathLike) -> bool:
     Idempotent: a missing pin returns False; a link whose interface is
     already gone is just unpinned.
     """
-    try:
-        with pins.open_pinned(link_pin, "link") as fd:
-            attr = bpfcmd.LinkDetachAttr(link_fd=fd)
-            try:
-                bpfcmd.bpf(bpfcmd.BPF_LINK_DETACH, attr, "bpf_link_detach")
-            except SysError as exc:
-                # ENOLINK/EINVAL: already detached (device gone); fine.
-                if exc.errno not in (errno.ENOLINK, errno.EINVAL, errno.ENOENT):
-                    with kernel_errors("bpf_link_detach(tcx)", pin=str(link_pin)):
-                        raise
-    except StateDrift:
-        return False
-    with suppress(FileNotFoundError):
-        os.unlink(link_pin)
-    return True
+    return detach_pinned_link(link_pin, "bpf_link_detach(tcx)")

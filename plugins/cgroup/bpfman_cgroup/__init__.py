@@ -1,0 +1,1 @@
+"""The cgroup program types for pybpfman (a built-in plugin)."""

@@ -1,0 +1,218 @@
+"""The cgroup types on the host kernel: a cgroup v2 directory the test
+creates, a real process moved into it, real sockets; links ordered by
+priority (cgroup bpf_mprog, Linux >= 6.16) and checked with the programs'
+own maps, BPF_PROG_QUERY and the sockets' results.
+
+Programs are tests/programs/cgroup_net.bpf.c.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bpfman import kernel
+from bpfman.client import RpcError
+from bpfman.testing import DaemonProcess
+
+CGROUP2 = Path("/sys/fs/cgroup/unified")
+
+
+@pytest.fixture
+def cgroup(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh cgroup v2 directory, removed at the end (after its processes)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create cgroups")
+    if not (CGROUP2 / "cgroup.procs").exists():
+        pytest.skip(f"no cgroup v2 mount at {CGROUP2}")
+    path = CGROUP2 / f"types-a-{os.getpid()}-{request.node.name[:40]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for pid in (path / "cgroup.procs").read_text().split():
+            (CGROUP2 / "cgroup.procs").write_text(pid)
+        path.rmdir()
+
+
+def run_in(cgroup: Path, code: str, timeout: float = 20) -> str:
+    """Run Python `code` in a child process moved into `cgroup` first; its
+    stdout (the child prints what its sockets saw)."""
+    prelude = f"open({str(cgroup / 'cgroup.procs')!r}, 'w').write('0')\n"
+    out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
+                         text=True, timeout=timeout, check=True)
+    return out.stdout.strip()
+
+
+UDP_SEND = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ok = 0
+for _ in range({n}):
+    try:
+        s.sendto(b"x", ("127.0.0.1", 9))
+        ok += 1
+    except OSError:
+        pass
+print(ok)
+"""
+
+CONNECT = """
+import socket
+for port in {ports}:
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("127.0.0.1", port))
+        print(port, "ok", s.recv(16).decode())
+    except OSError as exc:
+        print(port, "error", exc.errno)
+    s.close()
+"""
+
+
+class Cg:
+    """Instances of cgroup_net loaded into one daemon, sharing their maps."""
+
+    def __init__(self, daemon: DaemonProcess, obj: Path) -> None:
+        self.client = daemon.client()
+        self.obj = obj
+        self.owner: int | None = None
+        self.map_dir = ""
+
+    def load(self, name: str, kind: str, **globals_: bytes) -> int:
+        req: dict[str, Any] = {"path": str(self.obj),
+                               "programs": [{"name": name, "type": kind}],
+                               "global_data": {k: v.hex() for k, v in globals_.items()}}
+        if self.owner is not None:
+            req["map_owner_id"] = self.owner
+        [prog] = self.client.call("program.load", req)["programs"]
+        if self.owner is None:
+            self.owner, self.map_dir = prog["program_id"], prog["map_pin_dir"]
+        return int(prog["program_id"])
+
+    def count(self, tag: int) -> int:
+        raw = kernel.map_lookup(Path(self.map_dir) / "counts", struct.pack("<I", tag))
+        assert raw is not None
+        return int(struct.unpack("<Q", raw)[0])
+
+    def trace(self) -> list[int]:
+        path = Path(self.map_dir) / "trace"
+        raw = kernel.map_lookup(path, struct.pack("<I", 0))
+        assert raw is not None
+        n = min(struct.unpack("<I", raw)[0], 63)
+        return [struct.unpack("<I", kernel.map_lookup(path, struct.pack("<I", i)) or b"")[0]
+                for i in range(1, n + 1)]
+
+
+def u32(v: int) -> bytes:
+    return struct.pack("<I", v)
+
+
+def u16(v: int) -> bytes:
+    return struct.pack("<H", v)
+
+
+@pytest.fixture
+def cg(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Cg:
+    return Cg(daemon, bpf_program("cgroup_net"))
+
+
+def test_egress_count_order_drop_and_detach(cg: Cg, cgroup: Path) -> None:
+    late = cg.load("skb_count", "cgroup_skb", tag=u32(1), verdict=u32(1))
+    early = cg.load("skb_count", "cgroup_skb", tag=u32(2), verdict=u32(1))
+    where = {"cgroup": str(cgroup), "attach_type": "egress"}
+    cg.client.call("program.attach", {"program_id": late, "params": {**where, "priority": 50}})
+    cg.client.call("program.attach", {"program_id": early,
+                                      "params": {**where, "priority": 10}})
+    assert kernel.query_cgroup(cgroup, "egress").program_ids() == [early, late]
+    assert run_in(cgroup, UDP_SEND.format(n=3)) == "3"
+    assert cg.count(1) >= 3 and cg.count(2) >= 3
+    assert cg.trace()[:2] == [2, 1]  # priority order, not attach order
+    # a dropping program in the middle: sends fail (EPERM), both others still ran
+    dropper = cg.load("skb_count", "cgroup_skb", tag=u32(3), verdict=u32(0))
+    link = cg.client.call("program.attach", {"program_id": dropper,
+                                             "params": {**where, "priority": 20}})
+    assert kernel.query_cgroup(cgroup, "egress").program_ids() == [early, dropper, late]
+    assert run_in(cgroup, UDP_SEND.format(n=3)) == "0"
+    assert cg.count(3) >= 3
+    # traffic outside the cgroup is not affected
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("127.0.0.1", 9))
+    s.close()
+    cg.client.call("program.detach", {"link_id": link["link_id"]})
+    assert kernel.query_cgroup(cgroup, "egress").program_ids() == [early, late]
+    assert run_in(cgroup, UDP_SEND.format(n=2)) == "2"
+
+
+def test_connect4_denies_and_rewrites(cg: Cg, cgroup: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    real = server.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.sendall(b"hello")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    deny, virtual = 5, 7  # nothing listens on these
+    try:
+        prog = cg.load("connect4", "cgroup_sock_addr", tag=u32(4), deny_port=u16(deny),
+                       from_port=u16(virtual), to_port=u16(real))
+        with pytest.raises(RpcError, match="connect4"):  # wrong hook for the type
+            cg.client.call("program.attach", {"program_id": prog, "params": {
+                "cgroup": str(cgroup), "attach_type": "egress"}})
+        cg.client.call("program.attach", {"program_id": prog, "params": {
+            "cgroup": str(cgroup), "attach_type": "connect4"}})
+        out = run_in(cgroup, CONNECT.format(ports=[deny, virtual])).splitlines()
+        assert out == [f"{deny} error 1", f"{virtual} ok hello"]  # EPERM, then rewritten
+        assert cg.count(4) == 2
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_cli_restart_and_removed_cgroup(cg: Cg, cgroup: Path, daemon: DaemonProcess) -> None:
+    prog = cg.load("skb_count", "cgroup_skb", tag=u32(5), verdict=u32(0))
+    out = daemon.cli("-o", "json", "attach", str(prog), "cgroup_skb", "--cgroup", str(cgroup),
+                     "--attach-type", "egress", "--priority", "30")
+    link = json.loads(out.stdout)
+    assert "cgroup_skb" in daemon.cli("plugins").stdout
+    daemon.stop()
+    assert run_in(cgroup, UDP_SEND.format(n=2)) == "0"  # still dropping, daemon down
+    daemon.start()
+    cg.client = daemon.client()
+    got = cg.client.call("link.get", {"link_id": link["link_id"]})
+    assert got["program_id"] == prog
+    daemon.cli("detach", str(link["link_id"]))
+    assert kernel.query_cgroup(cgroup, "egress").program_ids() == []
+    assert run_in(cgroup, UDP_SEND.format(n=2)) == "2"
+    # a link whose cgroup is removed is reported by reconcile
+    cg.client.call("program.attach", {"program_id": prog, "params": {
+        "cgroup": str(cgroup), "attach_type": "egress"}})
+    cgroup.rmdir()
+    try:
+        drifts = cg.client.call("daemon.reconcile")
+        assert any("cgroup removed" in d["problem"] for d in drifts), drifts
+    finally:
+        cgroup.mkdir()
