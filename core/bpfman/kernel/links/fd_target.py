@@ -393,14 +393,12 @@ def attach_netfilter(program_pin: PathLike, family: str, hook: str, priority: in
         on = {
             errno.EOPNOTSUPP: lambda _e: KernelFeatureMissing(
                 "netfilter bpf links need CONFIG_NETFILTER_BPF_LINK (Linux >= 6.4)"
-                + (" and nf_defrag for defrag" if defrag else ""),
+                + (" and nf_defrag_ipv4/6 for defrag" if defrag else ""),
                 feature="netfilter_link"),
-            errno.EBUSY: lambda _e: Conflict(
-                f"netfilter {family} {hook} priority {priority} is taken by another program"
-                " (the kernel refuses two bpf hooks at one priority)", priority=priority),
-            errno.EPERM: lambda _e: InvalidArgument(
-                "netfilter priority must not be NF_IP_PRI_FIRST or NF_IP_PRI_LAST",
-                field="priority"),
+            errno.ERANGE: lambda _e: InvalidArgument(
+                f"netfilter priority {priority} is reserved"
+                + (" (defrag needs a priority above -400, after conntrack defrag)"
+                   if defrag else ""), field="priority"),
         }
         with host_netns(netns).entered(), \
                 kernel_errors("bpf_link_create(netfilter)", on, family=family, hook=hook):

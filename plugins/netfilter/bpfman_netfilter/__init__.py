@@ -1,0 +1,1 @@
+"""The netfilter program type for pybpfman (a built-in plugin)."""

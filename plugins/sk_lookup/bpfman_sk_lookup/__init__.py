@@ -1,0 +1,1 @@
+"""The sk_lookup program type for pybpfman (a built-in plugin)."""
