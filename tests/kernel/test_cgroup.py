@@ -216,3 +216,36 @@ def test_cli_restart_and_removed_cgroup(cg: Cg, cgroup: Path, daemon: DaemonProc
         assert any("cgroup removed" in d["problem"] for d in drifts), drifts
     finally:
         cgroup.mkdir()
+
+
+def test_foreign_link_kept_in_place_and_link_facts(cg: Cg, cgroup: Path,
+                                                   daemon: DaemonProcess) -> None:
+    """The core mechanism directly (attach_cgroup with an anchor,
+    fd_link_info, detach_pinned_link): a cgroup link the daemon did not make
+    stays where it is, and ours are ordered around it."""
+    foreign = cg.load("skb_count", "cgroup_skb", tag=u32(9), verdict=u32(1))
+    mine_late = cg.load("skb_count", "cgroup_skb", tag=u32(2), verdict=u32(1))
+    mine_early = cg.load("skb_count", "cgroup_skb", tag=u32(1), verdict=u32(1))
+    foreign_pin = daemon.bpffs / "foreign_cgroup_link"
+    kernel.attach_cgroup(daemon.bpffs / f"prog_{foreign}", cgroup, "egress", foreign_pin,
+                         kernel.Anchor.head())
+    try:
+        info = kernel.fd_link_info(foreign_pin)
+        assert (info.link_type, info.target, info.attach_type) == (
+            "cgroup", kernel.cgroup_id(cgroup), kernel.CGROUP_HOOKS["egress"].attach_type)
+        assert not info.defunct
+        where = {"cgroup": str(cgroup), "attach_type": "egress"}
+        cg.client.call("program.attach", {"program_id": mine_late,
+                                          "params": {**where, "priority": 20}})
+        cg.client.call("program.attach", {"program_id": mine_early,
+                                          "params": {**where, "priority": 10}})
+        assert kernel.query_cgroup(cgroup, "egress").program_ids() == [
+            foreign, mine_early, mine_late]
+        assert run_in(cgroup, UDP_SEND.format(n=1)) == "1"
+        assert cg.trace()[:3] == [9, 1, 2]
+        [d] = [d for d in cg.client.call("dispatcher.list") if d["type"] == "cgroup_skb"]
+        assert d["mode"] == "cgroup-mprog"
+    finally:
+        assert kernel.detach_pinned_link(foreign_pin)
+    assert not kernel.detach_pinned_link(foreign_pin)  # idempotent
+    assert kernel.query_cgroup(cgroup, "egress").program_ids() == [mine_early, mine_late]

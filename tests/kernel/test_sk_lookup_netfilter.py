@@ -130,3 +130,17 @@ def test_netfilter_drops_and_counts_ping(daemon: DaemonProcess, veth: VethPair,
     client = daemon.client()
     client.call("program.detach", {"link_id": link["link_id"]})
     assert veth.ping(2) == 2
+
+
+def test_discover_plugins_and_features_name_the_new_types(daemon: DaemonProcess) -> None:
+    client = daemon.client()
+    text = json.dumps(client.call("rpc.discover"))
+    for name in ("CgroupParams", "SkLookupParams", "NetfilterParams",
+                 "netfilter priority, lower runs first"):
+        assert name in text
+    listed = daemon.cli("plugins").stdout
+    for kind in ("cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "sk_lookup", "netfilter"):
+        assert kind in listed
+    features = client.call("daemon.info")["features"]
+    assert features["cgroup_programs"] and features["sk_lookup"]
+    assert features["netfilter_programs"]

@@ -52,6 +52,9 @@ class KernelFeatures:
     tcx: bool  # TCX links (6.6+)
     bpf_link_perf_event: bool  # bpf_link over perf events (5.15+)
     bpf_stats_enabled: bool  # kernel.bpf_stats_enabled (read fresh on each call)
+    cgroup_programs: bool = False  # cgroup_skb/sock/sock_addr (CONFIG_CGROUP_BPF)
+    sk_lookup: bool = False  # BPF_PROG_TYPE_SK_LOOKUP (5.9+)
+    netfilter_programs: bool = False  # BPF_PROG_TYPE_NETFILTER (6.4+)
     notes: dict[str, str] = attrs.field(factory=dict)
 
     def as_dict(self) -> dict[str, bool]:
@@ -111,7 +114,9 @@ def _probe_static() -> KernelFeatures:
     if perf_note:
         notes["bpf_link_perf_event"] = perf_note
 
+    fd_targets = _probe_fd_target_types(notes)
     return KernelFeatures(
+        **fd_targets,
         bpf_syscall=bpf_syscall,
         ext_programs=ext,
         tracing_programs=tracing,
@@ -122,6 +127,30 @@ def _probe_static() -> KernelFeatures:
         bpf_stats_enabled=False,
         notes=notes,
     )
+
+
+# prog type, expected attach type, first kernel, the config option it needs
+_FD_TARGET_TYPES = {
+    "cgroup_programs": ("BPF_PROG_TYPE_CGROUP_SKB", 8, 1, "4.10", "CONFIG_CGROUP_BPF"),
+    "sk_lookup": ("BPF_PROG_TYPE_SK_LOOKUP", 30, 36, "5.9", "CONFIG_NET"),
+    "netfilter_programs": ("BPF_PROG_TYPE_NETFILTER", 32, 45, "6.4",
+                           "CONFIG_NETFILTER_BPF_LINK"),
+}
+
+
+def _probe_fd_target_types(notes: dict[str, str]) -> dict[str, bool]:
+    """Load a trivial program of each fd-target type (libbpf 1.1 cannot
+    probe netfilter, so every one is loaded directly)."""
+    found = {}
+    for field, (name, prog_type, attach_type, version, config) in _FD_TARGET_TYPES.items():
+        try:
+            os.close(_load_probe(prog_type, expected_attach_type=attach_type))
+            found[field] = True
+        except SysError as exc:
+            found[field] = False
+            notes[field] = (f"loading {name} returned {errno_name(exc.errno or 0)}"
+                            f" (needs Linux >= {version} with {config})")
+    return found
 
 
 def _libbpf_probe(prog_type: int) -> int:

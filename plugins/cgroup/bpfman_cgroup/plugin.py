@@ -61,6 +61,7 @@ class CgroupParams:
 @hookimpl
 def bpfman_register_kinds() -> list[KindSpec]:
     return [KindSpec(name=kind, kernel_prog_type=kind, params_type=CgroupParams,
+                     required_features=("cgroup_programs",),
                      multiprog=True, description=f"{text}; ordered by priority")
             for kind, text in KINDS.items()]
 

@@ -53,6 +53,7 @@ class NetfilterParams:
 @hookimpl
 def bpfman_register_kinds() -> list[KindSpec]:
     return [KindSpec(name=TYPE, kernel_prog_type="netfilter", params_type=NetfilterParams,
+                     required_features=("netfilter_programs",),
                      description="netfilter hooks (family, hook, netfilter priority;"
                                  " Linux >= 6.4, CONFIG_NETFILTER_BPF_LINK)")]
 

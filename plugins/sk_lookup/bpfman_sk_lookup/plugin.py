@@ -47,6 +47,7 @@ class SkLookupParams:
 @hookimpl
 def bpfman_register_kinds() -> list[KindSpec]:
     return [KindSpec(name=TYPE, kernel_prog_type="sk_lookup", params_type=SkLookupParams,
+                     required_features=("sk_lookup",),
                      description="socket lookup in a network namespace (netns bpf_link;"
                                  " programs run in attach order)")]
 
