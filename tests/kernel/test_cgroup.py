@@ -1,6 +1,6 @@
 """The cgroup types on the host kernel: a cgroup v2 directory the test
 creates, a real process moved into it, real sockets; links ordered by
-priority (cgroup bpf_mprog, Linux >= 6.16) and checked with the programs'
+priority (cgroup bpf_mprog, Linux >= 6.17) and checked with the programs'
 own maps, BPF_PROG_QUERY and the sockets' results.
 
 Programs are tests/programs/cgroup_net.bpf.c.

@@ -8,10 +8,10 @@ they share the params, the policy and this module.
 
 Policy. Several programs on one (cgroup, hook) run in ``priority`` order
 (lower first, ties in attach order). The kernel offers that order itself
-on Linux >= 6.16 (cgroup bpf_mprog: BPF_F_BEFORE/AFTER anchors and a
+on Linux >= 6.17 (cgroup bpf_mprog: BPF_F_BEFORE/AFTER anchors and a
 revision), so there is no dispatcher: a new link is placed right before the
 first of our links that must run after it, else at the tail; programs other
-tools attached keep their place. Before 6.16 the kernel only appends
+tools attached keep their place. Before 6.17 the kernel only appends
 (BPF_F_ALLOW_MULTI), which gives the same order when links are attached in
 priority order; an attach that would need an anchor there fails naming the
 missing feature. Every program runs (for cgroup_skb and cgroup_sock_addr a
@@ -120,7 +120,7 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
     params = _params(ordered[0])
     k = ctx.kernel
     try:
-        chain = k.query_cgroup(params.cgroup, params.attach_type)
+        target = k.cgroup_id(params.cgroup)
     except AttachTargetNotFound:
         if any(not k.pin_exists(ln.pin_path) for ln in ordered):
             raise
@@ -128,13 +128,14 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
         # order; detach and unload still work.
         return DispatcherRecord(attach_point=attach_point, type=ordered[0].type, mode=MODE,
                                 program_id=None, revision=0)
-    on_hook = set(chain.link_ids())
+    # Which of our links are on this hook: asked of each link rather than of
+    # the chain, because kernels before cgroup mprog list no link ids.
     placed: dict[int, int] = {}  # link_id -> kernel link id, for links on the hook
     for ln in ordered:
         if k.pin_exists(ln.pin_path):
-            kid = k.link_id_of_pin(ln.pin_path)
-            if kid in on_hook:
-                placed[ln.link_id] = kid
+            info = k.fd_link_info(ln.pin_path)
+            if not info.defunct and info.target == target:
+                placed[ln.link_id] = info.kernel_link_id
             else:  # pinned but off the hook (cgroup re-created): attach again
                 k.remove_pin(ln.pin_path)
     for i, ln in enumerate(ordered):

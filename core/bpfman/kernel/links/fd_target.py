@@ -4,7 +4,7 @@ namespace (sk_lookup) or the netfilter hooks of a namespace (netfilter).
 TCX (`tcx.py`) is the same mechanism with an interface index as target and
 shares `Anchor`, `query_attached`, `attach_ordered` and `detach_pinned_link`.
 
-Ordering. Cgroup hooks on Linux >= 6.16 are bpf_mprog-style chains like
+Ordering. Cgroup hooks on Linux >= 6.17 are bpf_mprog-style chains like
 TCX: a link is placed with BPF_F_BEFORE/AFTER relative to a program or a
 link, guarded by the chain's revision (ESTALE when it moved under us), and
 BPF_PROG_QUERY returns the chain in run order with its revision. Older
@@ -305,7 +305,7 @@ def attach_cgroup(program_pin: PathLike, path: PathLike, hook: str, link_pin: Pa
     :param position: where it runs among the hook's programs (an anchor or
         a function of the chain); None appends (works on every kernel).
     :raises KernelFeatureMissing: anchors on a kernel without cgroup mprog
-        (< 6.16), or no cgroup BPF at all.
+        (< 6.17), or no cgroup BPF at all.
     """
     h = cgroup_hook(hook)
     with ExitStack() as fds:
@@ -326,7 +326,7 @@ def attach_cgroup(program_pin: PathLike, path: PathLike, hook: str, link_pin: Pa
             if anchor.flags:
                 on[errno.EINVAL] = lambda _e: KernelFeatureMissing(
                     f"placing a program {anchor} on a cgroup hook needs cgroup bpf_mprog"
-                    " (Linux >= 6.16)", feature="cgroup_mprog")
+                    " (Linux >= 6.17)", feature="cgroup_mprog")
             with kernel_errors(f"bpf_link_create(cgroup {hook})", on, cgroup=str(path)):
                 raise exc
 
