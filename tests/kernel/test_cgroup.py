@@ -192,16 +192,44 @@ def test_connect4_denies_and_rewrites(cg: Cg, cgroup: Path) -> None:
         server.close()
 
 
+SOCKETS = """
+import socket
+for family in (socket.AF_INET, socket.AF_INET6):
+    try:
+        socket.socket(family, socket.SOCK_DGRAM).close()
+        print("ok")
+    except OSError as exc:
+        print("error", exc.errno)
+"""
+
+
+def test_sock_create_refuses_a_family(cg: Cg, cgroup: Path) -> None:
+    prog = cg.load("sock_create", "cgroup_sock", tag=u32(6),
+                   deny_family=u32(socket.AF_INET6))
+    cg.client.call("program.attach", {"program_id": prog, "params": {
+        "cgroup": str(cgroup), "attach_type": "sock_create"}})
+    assert run_in(cgroup, SOCKETS).splitlines() == ["ok", "error 1"]
+    assert cg.count(6) >= 2
+    socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).close()  # outside: allowed
+
+
 def test_cli_restart_and_removed_cgroup(cg: Cg, cgroup: Path, daemon: DaemonProcess) -> None:
     prog = cg.load("skb_count", "cgroup_skb", tag=u32(5), verdict=u32(0))
     out = daemon.cli("-o", "json", "attach", str(prog), "cgroup_skb", "--cgroup", str(cgroup),
                      "--attach-type", "egress", "--priority", "30")
     link = json.loads(out.stdout)
     assert "cgroup_skb" in daemon.cli("plugins").stdout
+    counter = cg.load("skb_count", "cgroup_skb", tag=u32(7), verdict=u32(1))
+    lost = cg.client.call("program.attach", {"program_id": counter, "params": {
+        "cgroup": str(cgroup), "attach_type": "egress", "priority": 40}})
     daemon.stop()
     assert run_in(cgroup, UDP_SEND.format(n=2)) == "0"  # still dropping, daemon down
+    Path(lost["pin_path"]).unlink()  # behind the daemon's back: that link is gone
     daemon.start()
     cg.client = daemon.client()
+    with pytest.raises(RpcError):
+        cg.client.call("link.get", {"link_id": lost["link_id"]})
+    assert kernel.query_cgroup(cgroup, "egress").program_ids() == [prog]
     got = cg.client.call("link.get", {"link_id": link["link_id"]})
     assert got["program_id"] == prog
     daemon.cli("detach", str(link["link_id"]))

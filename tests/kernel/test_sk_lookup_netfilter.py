@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +95,29 @@ def test_sk_lookup_steers_a_port_range(daemon: DaemonProcess, netns: str,
         server.close()
         for c in clients:
             c.close()
+
+
+def test_sk_lookup_link_of_a_deleted_namespace_is_reported(
+        daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces")
+    client = daemon.client()
+    prog = load(client, bpf_program("sk_lookup_steer"), "steer", "sk_lookup")
+    name = f"types-a-gone-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        link = client.call("program.attach", {"program_id": prog["program_id"],
+                                              "params": {"netns": f"/run/netns/{name}"}})
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+    # the namespace is freed asynchronously (cleanup_net): wait for it
+    deadline = time.monotonic() + 10
+    while not kernel.fd_link_info(link["pin_path"]).defunct:
+        assert time.monotonic() < deadline, "netns link never became defunct"
+        time.sleep(0.1)
+    drifts = client.call("daemon.reconcile")
+    assert any("namespace gone" in d["problem"] for d in drifts), drifts
+    client.call("program.detach", {"link_id": link["link_id"]})
 
 
 def test_netfilter_drops_and_counts_ping(daemon: DaemonProcess, veth: VethPair,

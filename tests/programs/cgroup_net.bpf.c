@@ -5,6 +5,8 @@
  *              returns `verdict` (1 allow, 0 drop).
  *   connect4   cgroup/connect4: a TCP/UDP connect to 127.0.0.1:`deny_port`
  *              is refused (EPERM); one to `from_port` goes to `to_port`.
+ *   sock_create cgroup/sock_create: creating a socket of family
+ *              `deny_family` is refused (EPERM).
  * Instances loaded with map_owner_id share `counts` and `trace`. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -15,6 +17,7 @@ const volatile __u32 verdict = 1;
 const volatile __u16 deny_port = 0;
 const volatile __u16 from_port = 0;
 const volatile __u16 to_port = 0;
+const volatile __u32 deny_family = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -68,6 +71,17 @@ int connect4(struct bpf_sock_addr *ctx)
 	if (from_port && port == from_port)
 		ctx->user_port = bpf_htons(to_port);
 	return 1;
+}
+
+SEC("cgroup/sock_create")
+int sock_create(struct bpf_sock *sk)
+{
+	__u32 key = tag;
+	__u64 *count = bpf_map_lookup_elem(&counts, &key);
+
+	if (count)
+		__sync_fetch_and_add(count, 1);
+	return !(deny_family && sk->family == deny_family);
 }
 
 char LICENSE[] SEC("license") = "GPL";
