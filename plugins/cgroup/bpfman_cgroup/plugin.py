@@ -107,7 +107,20 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
 
 @hookimpl
 def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) -> bool:
-    ctx.kernel.detach_pinned_link(link.pin_path)
+    params = _params(link)
+    k = ctx.kernel
+    anchor = None  # where to put the link back if the transaction fails
+    try:
+        kernel_id = k.link_id_of_pin(link.pin_path)
+        ids = k.query_cgroup(params.cgroup, params.attach_type).link_ids()
+        if kernel_id in ids:
+            following = ids[ids.index(kernel_id) + 1:]
+            anchor = k.Anchor.before_link(following[0]) if following else k.Anchor.append()
+    except BpfmanError:  # the pin or the cgroup is gone: nothing to restore
+        pass
+    if k.detach_pinned_link(link.pin_path) and anchor is not None:
+        ctx.undo.callback(k.attach_cgroup, Path(program.pin_path), params.cgroup,
+                          params.attach_type, link.pin_path, anchor)
     return True
 
 

@@ -85,7 +85,12 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
 
 @hookimpl
 def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) -> bool:
-    ctx.kernel.detach_pinned_link(link.pin_path)
+    p = NetfilterParams(**link.params)
+    if ctx.kernel.detach_pinned_link(link.pin_path):
+        # If the transaction fails, the same hook and priority is the same place.
+        ctx.undo.callback(ctx.kernel.attach_netfilter, Path(program.pin_path), p.family,
+                          p.hook, p.priority, Path(link.pin_path), defrag=p.defrag,
+                          netns=NetNs(p.netns or None))
     return True
 
 

@@ -77,7 +77,12 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
 
 @hookimpl
 def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) -> bool:
-    ctx.kernel.detach_pinned_link(link.pin_path)
+    params = SkLookupParams(**link.params)
+    if ctx.kernel.detach_pinned_link(link.pin_path):
+        # If the transaction fails the link comes back, at the end of the
+        # namespace's list (the kernel only appends).
+        ctx.undo.callback(ctx.kernel.attach_netns, Path(program.pin_path), params.path,
+                          Path(link.pin_path))
     return True
 
 
