@@ -23,7 +23,7 @@ import pytest
 
 from bpfman import kernel
 from bpfman.client import RpcError
-from bpfman.testing import DaemonProcess
+from bpfman.testing import DaemonProcess, running_daemon
 
 CGROUP2 = Path("/sys/fs/cgroup/unified")
 
@@ -277,3 +277,36 @@ def test_foreign_link_kept_in_place_and_link_facts(cg: Cg, cgroup: Path,
         assert kernel.detach_pinned_link(foreign_pin)
     assert not kernel.detach_pinned_link(foreign_pin)  # idempotent
     assert kernel.query_cgroup(cgroup, "egress").program_ids() == [mine_early, mine_late]
+
+
+@pytest.mark.parametrize("point", ["attach.after_kernel", "attach.before_commit",
+                                   "detach.after_kernel"])
+def test_kill_mid_change_then_restart(point: str, cgroup: Path,
+                                      bpf_program: Callable[..., Path]) -> None:
+    """kill -9 in the middle of an attach or detach: after the restart the
+    cgroup hook runs exactly the recorded links, in priority order."""
+    with running_daemon() as d:
+        cg = Cg(d, bpf_program("cgroup_net"))
+        kept = cg.load("skb_count", "cgroup_skb", tag=u32(1), verdict=u32(1))
+        other = cg.load("skb_count", "cgroup_skb", tag=u32(2), verdict=u32(1))
+        where = {"cgroup": str(cgroup), "attach_type": "egress"}
+        kept_link = cg.client.call("program.attach", {"program_id": kept,
+                                                      "params": {**where, "priority": 10}})
+        d.stop()
+        d.start(env={"BPFMAN_FAULT": point})
+        if point.startswith("attach"):
+            request = {"program_id": other, "params": {**where, "priority": 5}}
+            method = "program.attach"
+        else:
+            request, method = {"link_id": kept_link["link_id"]}, "program.detach"
+        with pytest.raises((RpcError, OSError)):
+            d.client().call(method, request)
+        assert d.proc is not None and d.proc.wait(10) == -9
+        d.proc = None
+        d.start()
+        client = d.client()
+        links = sorted(client.call("link.list", {}), key=lambda ln: ln["params"]["priority"])
+        assert kernel.query_cgroup(cgroup, "egress").program_ids() == [
+            ln["program_id"] for ln in links]
+        assert [ln["program_id"] for ln in links] == ([] if point.startswith("detach")
+                                                      else [kept])
