@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
+from pathlib import Path
 
 from bpfman import kernel
 from bpfman.kernel._sys import bpfcmd
@@ -31,3 +33,10 @@ def test_anchor_flags_and_defunct() -> None:
                                            | bpfcmd.BPF_F_LINK)
     assert FdLinkInfo(1, 2, "cgroup", 1, 0).defunct
     assert not FdLinkInfo(1, 2, "netfilter", 45, 0).defunct
+
+
+def test_netfilter_section_is_typed_although_libbpf_does_not_know_it(
+        bpf_program: Callable[..., Path]) -> None:
+    # libbpf 1.1 leaves SEC("netfilter") untyped; the loader types it.
+    [prog] = kernel.inspect_object(bpf_program("nf_count")).programs
+    assert (prog.section, prog.kernel_type) == ("netfilter", "netfilter")
