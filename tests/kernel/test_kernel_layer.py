@@ -579,12 +579,30 @@ def _forced_lockdown() -> bool:
         return False
 
 
+FD_TARGET_FEATURES = ("cgroup_programs", "sk_lookup", "netfilter_programs")
+
+
+def test_fd_target_features_agree_with_bpftool_and_the_config() -> None:
+    features = kernel.probe_features()
+    reference = _bpftool_prog_types()
+    assert features.cgroup_programs == reference["cgroup_skb"]
+    assert features.sk_lookup == reference["sk_lookup"]
+    # bpftool 7.1 predates netfilter programs: the kernel config is the oracle.
+    try:
+        with gzip.open("/proc/config.gz", "rt") as fh:
+            nf_link = "CONFIG_NETFILTER_BPF_LINK=y\n" in fh.readlines()
+    except OSError:
+        pytest.skip("no /proc/config.gz to check netfilter links against")
+    assert features.netfilter_programs == nf_link
+
+
 def test_probe_features_agrees_with_the_host() -> None:
     features = kernel.probe_features()
     assert features is not None and kernel.probe_features().as_dict() == features.as_dict()
     as_dict = features.as_dict()
     assert set(as_dict) == {"bpf_syscall", "ext_programs", "tracing_programs", "kprobes",
-                            "uprobes", "tcx", "bpf_link_perf_event", "bpf_stats_enabled"}
+                            "uprobes", "tcx", "bpf_link_perf_event", "bpf_stats_enabled",
+                            *FD_TARGET_FEATURES}
     assert all(isinstance(v, bool) for v in as_dict.values())
     assert features.bpf_syscall and features.bpf_link_perf_event
     # An independent oracle: bpftool's own probes.
