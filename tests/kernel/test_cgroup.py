@@ -181,6 +181,15 @@ def test_connect4_denies_and_rewrites(cg: Cg, cgroup: Path) -> None:
         with pytest.raises(RpcError, match="connect4"):  # wrong hook for the type
             cg.client.call("program.attach", {"program_id": prog, "params": {
                 "cgroup": str(cgroup), "attach_type": "egress"}})
+        with pytest.raises(RpcError, match="no cgroup v2 directory"):
+            cg.client.call("program.attach", {"program_id": prog, "params": {
+                "cgroup": "/tmp", "attach_type": "connect4"}})
+        v1 = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[2] == "cgroup"]
+        if v1:  # a cgroup v1 hierarchy is refused by name
+            with pytest.raises(RpcError, match="not on a cgroup v2 mount"):
+                cg.client.call("program.attach", {"program_id": prog, "params": {
+                    "cgroup": v1[0], "attach_type": "connect4"}})
         cg.client.call("program.attach", {"program_id": prog, "params": {
             "cgroup": str(cgroup), "attach_type": "connect4"}})
         out = run_in(cgroup, CONNECT.format(ports=[deny, virtual])).splitlines()
