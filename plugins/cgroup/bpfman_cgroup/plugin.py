@@ -54,8 +54,8 @@ class CgroupParams:
                " sendmsg4, sendmsg6, recvmsg4, recvmsg6, getpeername4, getpeername6,"
                " getsockname4, getsockname6 (cgroup_sock_addr)"})
     priority: int = attrs.field(default=1000, validator=attrs.validators.and_(
-        attrs.validators.ge(1), attrs.validators.le(1000)), metadata={
-        "doc": "1..1000, lower runs first on the same cgroup and hook; ties in attach order"})
+        attrs.validators.ge(0), attrs.validators.le(1000)), metadata={
+        "doc": "0..1000, lower runs first on the same cgroup and hook; ties in attach order"})
 
 
 @hookimpl
