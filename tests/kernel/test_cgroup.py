@@ -319,3 +319,28 @@ def test_kill_mid_change_then_restart(point: str, cgroup: Path,
             ln["program_id"] for ln in links]
         assert [ln["program_id"] for ln in links] == ([] if point.startswith("detach")
                                                       else [kept])
+
+
+def test_link_update_reorders(cg: Cg, cgroup: Path) -> None:
+    """link.update with a new priority moves the link in the kernel chain;
+    the others keep running."""
+    a, b, c = (cg.load("skb_count", "cgroup_skb", tag=u32(t), verdict=u32(1))
+               for t in (1, 2, 3))
+    where = {"cgroup": str(cgroup), "attach_type": "egress"}
+    links = {p: cg.client.call("program.attach", {"program_id": p,
+                                                  "params": {**where, "priority": prio}})
+             for p, prio in ((a, 10), (b, 20), (c, 30))}
+
+    def chain() -> list[int]:
+        return kernel.query_cgroup(cgroup, "egress").program_ids()
+
+    assert chain() == [a, b, c]
+    cg.client.call("link.update", {"link_id": links[c]["link_id"], "params": {"priority": 5}})
+    assert chain() == [c, a, b]
+    cg.client.call("link.update", {"link_id": links[a]["link_id"], "params": {"priority": 40}})
+    assert chain() == [c, b, a]
+    assert run_in(cgroup, UDP_SEND.format(n=1)) == "1"
+    assert cg.trace()[:3] == [3, 2, 1]
+    [d] = [d for d in cg.client.call("dispatcher.list") if d["type"] == "cgroup_skb"]
+    assert [cg.client.call("link.get", {"link_id": i})["program_id"] for i in d["links"]] == [
+        c, b, a]

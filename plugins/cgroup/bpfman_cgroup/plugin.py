@@ -107,21 +107,30 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
 
 @hookimpl
 def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) -> bool:
+    _detach_restorably(ctx, Path(program.pin_path), link)
+    return True
+
+
+def _detach_restorably(ctx: HookContext, program_pin: Path, link: LinkRecord) -> None:
+    """Detach `link` now; if the transaction fails it goes back where it was
+    (before the link that followed it)."""
     params = _params(link)
     k = ctx.kernel
-    anchor = None  # where to put the link back if the transaction fails
+    anchor = None
     try:
-        kernel_id = k.link_id_of_pin(link.pin_path)
-        ids = k.query_cgroup(params.cgroup, params.attach_type).link_ids()
-        if kernel_id in ids:
-            following = ids[ids.index(kernel_id) + 1:]
-            anchor = k.Anchor.before_link(following[0]) if following else k.Anchor.append()
+        # BPF_PROG_QUERY on a cgroup lists program ids only (no link ids, even
+        # on 6.18); a program is on a hook at most once, so its id names its
+        # slot, and unlike a link id it survives that program being re-linked.
+        prog_id = k.fd_link_info(link.pin_path).program_id
+        ids = k.query_cgroup(params.cgroup, params.attach_type).program_ids()
+        if prog_id in ids:
+            following = ids[ids.index(prog_id) + 1:]
+            anchor = k.Anchor.before(following[0]) if following else k.Anchor.append()
     except BpfmanError:  # the pin or the cgroup is gone: nothing to restore
         pass
     if k.detach_pinned_link(link.pin_path) and anchor is not None:
-        ctx.undo.callback(k.attach_cgroup, Path(program.pin_path), params.cgroup,
-                          params.attach_type, link.pin_path, anchor)
-    return True
+        ctx.undo.callback(k.attach_cgroup, program_pin, params.cgroup, params.attach_type,
+                          link.pin_path, anchor)
 
 
 @hookimpl
@@ -141,16 +150,31 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
         # order; detach and unload still work.
         return DispatcherRecord(attach_point=attach_point, type=ordered[0].type, mode=MODE,
                                 program_id=None, revision=0)
-    # Which of our links are on this hook: asked of each link rather than of
-    # the chain, because kernels before cgroup mprog list no link ids.
+    # Which of our links are on this hook: asked of each link, because the
+    # chain (BPF_PROG_QUERY) lists program ids only.
     placed: dict[int, int] = {}  # link_id -> kernel link id, for links on the hook
+    program_of: dict[int, int] = {}  # link_id -> the program the link runs
     for ln in ordered:
         if k.pin_exists(ln.pin_path):
             info = k.fd_link_info(ln.pin_path)
             if not info.defunct and info.target == target:
                 placed[ln.link_id] = info.kernel_link_id
+                program_of[ln.link_id] = info.program_id
             else:  # pinned but off the hook (cgroup re-created): attach again
                 k.remove_pin(ln.pin_path)
+    # A link whose priority changed (link.update) may now be out of order:
+    # keep every link that runs after the ones kept before it, move the rest.
+    ids = k.query_cgroup(params.cgroup, params.attach_type).program_ids()
+    last = -1
+    for ln in ordered:
+        if ln.link_id not in placed or program_of[ln.link_id] not in ids:
+            continue
+        position = ids.index(program_of[ln.link_id])
+        if position > last:
+            last = position
+        else:
+            _detach_restorably(ctx, ctx.bpffs.program_pin(ln.program_id), ln)
+            del placed[ln.link_id]
     for i, ln in enumerate(ordered):
         if ln.link_id in placed:
             continue

@@ -141,7 +141,9 @@ class Anchor:
 @attrs.frozen
 class ChainEntry:
     """One slot of an mprog chain; `kernel_link_id` is 0 for a program
-    attached without a link (BPF_PROG_ATTACH)."""
+    attached without a link (BPF_PROG_ATTACH), and always 0 on a cgroup
+    hook: the kernel (6.18 measured) lists only program ids for cgroups. A
+    program is on one hook at most once, so its id names its slot."""
 
     program_id: int
     kernel_link_id: int
