@@ -335,8 +335,15 @@ def test_link_update_reorders(cg: Cg, cgroup: Path) -> None:
         return kernel.query_cgroup(cgroup, "egress").program_ids()
 
     assert chain() == [a, b, c]
+
+    def kernel_link(p: int) -> int:
+        return int(cg.client.call("link.get", {"link_id": links[p]["link_id"]})[
+            "kernel_link_id"])
+
+    before = {p: kernel_link(p) for p in (a, b)}
     cg.client.call("link.update", {"link_id": links[c]["link_id"], "params": {"priority": 5}})
     assert chain() == [c, a, b]
+    assert {p: kernel_link(p) for p in (a, b)} == before  # only c was moved
     cg.client.call("link.update", {"link_id": links[a]["link_id"], "params": {"priority": 40}})
     assert chain() == [c, b, a]
     assert run_in(cgroup, UDP_SEND.format(n=1)) == "1"

@@ -163,16 +163,14 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
             else:  # pinned but off the hook (cgroup re-created): attach again
                 k.remove_pin(ln.pin_path)
     # A link whose priority changed (link.update) may now be out of order:
-    # keep every link that runs after the ones kept before it, move the rest.
+    # keep the longest run of links already in the right relative order,
+    # move the rest (each moved program misses the packets of that instant).
     ids = k.query_cgroup(params.cgroup, params.attach_type).program_ids()
-    last = -1
-    for ln in ordered:
-        if ln.link_id not in placed or program_of[ln.link_id] not in ids:
-            continue
-        position = ids.index(program_of[ln.link_id])
-        if position > last:
-            last = position
-        else:
+    on_hook = [ln for ln in ordered
+               if ln.link_id in placed and program_of[ln.link_id] in ids]
+    keep = _in_order(on_hook, [ids.index(program_of[ln.link_id]) for ln in on_hook])
+    for ln in on_hook:
+        if ln.link_id not in keep:
             _detach_restorably(ctx, ctx.bpffs.program_pin(ln.program_id), ln)
             del placed[ln.link_id]
     for i, ln in enumerate(ordered):
@@ -190,6 +188,17 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
     revision = k.query_cgroup(params.cgroup, params.attach_type).revision
     return DispatcherRecord(attach_point=attach_point, type=ordered[0].type, mode=MODE,
                             program_id=None, revision=revision)
+
+
+def _in_order(links: list[LinkRecord], positions: list[int]) -> set[int]:
+    """Link ids of a longest subsequence of `links` whose kernel
+    `positions` increase (O(n^2): a hook holds at most 64 programs)."""
+    best: list[list[int]] = []  # best[i]: longest increasing run ending at i
+    for i, pos in enumerate(positions):
+        prev = max((best[j] for j in range(i) if positions[j] < pos), key=len, default=[])
+        best.append([*prev, i])
+    longest = max(best, key=len, default=[])
+    return {links[i].link_id for i in longest}
 
 
 @hookimpl
