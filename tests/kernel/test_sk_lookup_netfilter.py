@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -168,3 +169,28 @@ def test_discover_plugins_and_features_name_the_new_types(daemon: DaemonProcess)
     features = client.call("daemon.info")["features"]
     assert features["cgroup_programs"] and features["sk_lookup"]
     assert features["netfilter_programs"]
+
+
+def test_netfilter_family_ipv6_leaves_ipv4_alone(daemon: DaemonProcess, veth: VethPair,
+                                                 bpf_program: Callable[..., Path]) -> None:
+    for ns, ifname, addr in ((veth.ns_a, veth.if_a, "fd00:7a::1"),
+                             (veth.ns_b, veth.if_b, "fd00:7a::2")):
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/64", "dev", ifname, "nodad"],
+                       check=True)
+
+    def ping6(count: int) -> int:
+        out = veth.exec(veth.ns_a, "ping", "-6", "-c", str(count), "-i", "0.01", "-W", "1",
+                        "-q", "fd00:7a::2", check=False)
+        match = re.search(r"(\d+) received", out.stdout)
+        return int(match.group(1)) if match else 0
+
+    assert ping6(2) == 2
+    client = daemon.client()
+    dropper = load(client, bpf_program("nf_count"), "nf_count", "netfilter",
+                   verdict=struct.pack("<I", 0))
+    link = client.call("program.attach", {"program_id": dropper["program_id"], "params": {
+        "family": "ipv6", "hook": "input", "priority": 10, "netns": veth.netns_b}})
+    assert ping6(2) == 0
+    assert veth.ping(2) == 2  # IPv4 does not pass the ipv6 hook
+    client.call("program.detach", {"link_id": link["link_id"]})
+    assert ping6(2) == 2
