@@ -26,7 +26,13 @@ from bpfman.kernel.info import (
     wait_program_gone,
 )
 from bpfman.kernel.links.detach import detach_link
-from bpfman.kernel.links.perf_event import attach_kprobe, attach_tracepoint, attach_uprobe
+from bpfman.kernel.links.perf_event import (
+    attach_kprobe,
+    attach_perf_event,
+    attach_tracepoint,
+    attach_uprobe,
+    online_cpus,
+)
 from bpfman.kernel.links.raw_tracepoint import attach_raw_tracepoint
 from bpfman.kernel.links.tcx import Anchor as TcxAnchor
 from bpfman.kernel.links.tcx import (
@@ -115,6 +121,7 @@ __all__ = [
     "TestRunResult",
     "attach_bpf_filter",
     "attach_kprobe",
+    "attach_perf_event",
     "attach_raw_tracepoint",
     "attach_tcx",
     "attach_tracepoint",
@@ -146,6 +153,7 @@ __all__ = [
     "map_lookup",
     "map_pin_name",
     "map_update",
+    "online_cpus",
     "open_pinned",
     "pin_exists",
     "pin_fd",
