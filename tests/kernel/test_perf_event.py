@@ -216,7 +216,7 @@ def test_errors(d: DaemonProcess, obj: Path) -> None:
 
 def test_lsm_refused_with_the_reason(d: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
     if kernel.probe_features().lsm_programs:
-        pytest.skip("this kernel runs LSM programs: tests/vm/test_vm_lsm.py covers them")
+        pytest.skip("this kernel runs LSM programs: tests/vm/test_vm_lsm_perf_event.py covers them")
     with pytest.raises(RpcError) as refused:
         d.client().call("program.load", {
             "path": str(bpf_program("lsm_deny")),

@@ -67,6 +67,10 @@ def _not_negative(_self: object, attribute: attrs.Attribute, value: int | None) 
 
 @attrs.frozen
 class PerfEventParams:
+    """Which event (``event``, or ``type`` and ``config``), how often
+    (``sample_period`` or ``frequency``, default 99 Hz) and whose (every task
+    on every CPU by default, or ``pid``, or ``cgroup``)."""
+
     event: EventName | None = attrs.field(default=None, metadata={
         "doc": "a named event (perf's names): software cpu-clock, task-clock, page-faults,"
                " context-switches, cpu-migrations, minor-faults, major-faults; hardware"
