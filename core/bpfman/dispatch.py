@@ -345,7 +345,6 @@ def pin_static_dispatcher(slots: Sequence[StaticSlot], semantics: ChainSemantics
 
 LIBXDP_MAGIC = 236  # 'X' + 'D' + 'P'
 LIBXDP_CONFIG_SIZE = {2: 124, 3: 128}
-BPF_F_XDP_HAS_FRAGS = 1 << 5
 
 
 @attrs.frozen

@@ -19,11 +19,6 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = (
-    "load.after_kernel", "load.before_commit", "attach.after_kernel", "attach.before_commit",
-    "detach.after_kernel", "unload.after_kernel", "update.before_commit",
-)
-
 _armed = os.environ.get("BPFMAN_FAULT")
 
 

@@ -27,10 +27,6 @@ _SELF = Path("/proc/thread-self/ns/net")
 _local = threading.local()
 
 
-def _inode(path: Path) -> int:
-    return os.stat(path).st_ino
-
-
 @attrs.frozen
 class NetNs:
     """A network namespace. ``path=None`` is the daemon's own namespace."""
@@ -54,10 +50,6 @@ class NetNs:
         ns = cls(p)
         ns.inode()
         return ns
-
-    @property
-    def is_current(self) -> bool:
-        return self.path is None
 
     def exists(self) -> bool:
         if self.path is None:

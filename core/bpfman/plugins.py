@@ -23,19 +23,6 @@ ENTRY_POINT_GROUP = "bpfman.plugins"
 
 log = logging.getLogger("bpfman.plugins")
 
-# Hooks called only on the plugin owning the program's type.
-OWNERSHIP_HOOKS = (
-    "bpfman_validate_attach",
-    "bpfman_attach_point",
-    "bpfman_attach",
-    "bpfman_detach",
-    "bpfman_update_link",
-    "bpfman_order_links",
-    "bpfman_build_dispatcher",
-    "bpfman_describe_link",
-    "bpfman_reconcile",
-)
-
 
 @attrs.frozen
 class PluginFailure:

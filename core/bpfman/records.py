@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -85,6 +84,3 @@ class Drift:
     def __str__(self) -> str:
         return f"{self.subject}: {self.problem}; {self.action}"
 
-
-def path_str(p: Path | str) -> str:
-    return str(p)

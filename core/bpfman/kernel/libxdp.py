@@ -23,7 +23,7 @@ from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys import splice as _sp
 from bpfman.kernel._sys.errors import SysError, kernel_errors
-from bpfman.kernel._sys.structs import BpfMapInfo, BpfProgInfo
+from bpfman.kernel._sys.structs import BPF_PROG_TYPE_EXT, BpfMapInfo, BpfProgInfo
 from bpfman.kernel.objects import _maps, _opened, _programs
 from bpfman.kernel.splice import LOG_SIZE, reloaded
 
@@ -126,7 +126,7 @@ def load_extension(object_path: Path | str, name: str, program_pin: Path | str,
     """
     with pins.open_pinned(target_pin, "prog") as target_fd:
         def configure(prog: int) -> None:
-            libbpf.bpf_program__set_type(prog, _sp.BPF_PROG_TYPE_EXT)
+            libbpf.bpf_program__set_type(prog, BPF_PROG_TYPE_EXT)
             _sp.bpf_program__set_expected_attach_type(prog, 0)
             with kernel_errors("bpf_program__set_attach_target", function=func):
                 libbpf.bpf_program__set_attach_target(prog, target_fd, func.encode())

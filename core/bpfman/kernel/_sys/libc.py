@@ -1,5 +1,5 @@
 """ctypes bindings to the few libc calls Python's os module lacks:
-statfs(2) (for f_type), mount(2), umount2(2) and perf_event_open(2)."""
+statfs(2) (for f_type), mount(2) and perf_event_open(2)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,6 @@ _statfs.restype = c_int
 _mount = _libc.mount
 _mount.argtypes = (c_char_p, c_char_p, c_char_p, c_ulong, c_void_p)
 _mount.restype = c_int
-
-_umount2 = _libc.umount2
-_umount2.argtypes = (c_char_p, c_int)
-_umount2.restype = c_int
 
 # variadic: long syscall(long number, ...); arguments are passed as longs.
 _syscall = _libc.syscall
@@ -56,11 +52,6 @@ def mount(source: str, target: Path, fstype: str, flags: int = 0, data: str | No
     opts = data.encode() if data is not None else None
     if _mount(source.encode(), os.fsencode(target), fstype.encode(), flags, opts) != 0:
         raise _fail("mount", f"{fstype} on {target}")
-
-
-def umount(target: Path, flags: int = 0) -> None:
-    if _umount2(os.fsencode(target), flags) != 0:
-        raise _fail("umount2", str(target))
 
 
 def perf_event_open(

@@ -75,7 +75,6 @@ bpf_prog_test_run_opts = _bind(
 # --- freplace (libxdp mode) -------------------------------------------------------------
 
 BTF_KIND_FUNC = 12
-BPF_PROG_TYPE_EXT = 28
 
 bpf_program__set_expected_attach_type = _bind(
     "bpf_program__set_expected_attach_type", c_int, (c_void_p, c_int), "neg"
