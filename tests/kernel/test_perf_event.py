@@ -23,10 +23,12 @@ from typing import Any
 
 import pytest
 
-from bpfman import kernel
+from bpfman import convert, kernel
 from bpfman.client import RpcError
 from bpfman.errors import LinkNotFound
+from bpfman.requests import AttachRequest
 from bpfman.testing import DaemonProcess, compile_bpf, running_daemon
+from bpfman_perf_event.plugin import PerfEventParams
 
 PROFILER = Path(__file__).parents[2] / "examples" / "perf_profiler"
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
@@ -152,8 +154,14 @@ def test_cgroup_scope(d: DaemonProcess, obj: Path) -> None:
         cgroup.rmdir()
 
 
-def test_cli_attach_and_plugins_listed(d: DaemonProcess, obj: Path) -> None:
+def test_cli_python_client_and_plugins_listed(d: DaemonProcess, obj: Path) -> None:
     prog = load(d, obj)
+    # The Python client with the plugin's own attrs class as the params.
+    typed = d.client().call_typed("program.attach", AttachRequest(
+        program_id=prog["program_id"],
+        params=convert.unstructure(PerfEventParams(event="task-clock", sample_period=10**6))))
+    assert typed.summary == "perf_event task-clock every 1000000 all CPUs"
+    d.client().call("program.detach", {"link_id": typed.link_id})
     out = d.cli("attach", str(prog["program_id"]), "perf_event", "--event", "cpu-clock",
                 "--frequency", "99", "-o", "json")
     link = json.loads(out.stdout)
