@@ -802,8 +802,9 @@ def default_order(links: list[LinkRecord]) -> list[LinkRecord]:
 
 def _section_target(spec: Any) -> str | None:
     """The target function a tracing program's ELF section names
-    ("fexit/do_unlinkat"), for programs loaded without ``attach_func``."""
-    if spec.kernel_type not in ("tracing", "ext"):
+    ("fexit/do_unlinkat", or an LSM hook: "lsm/file_open"), for programs
+    loaded without ``attach_func``."""
+    if spec.kernel_type not in ("tracing", "ext", "lsm"):
         return None
     return spec.section.partition("/")[2] or None
 

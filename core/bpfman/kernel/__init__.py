@@ -41,7 +41,13 @@ from bpfman.kernel.links.fd_target import (
     fd_link_info,
     query_cgroup,
 )
-from bpfman.kernel.links.perf_event import attach_kprobe, attach_tracepoint, attach_uprobe
+from bpfman.kernel.links.perf_event import (
+    attach_kprobe,
+    attach_perf_event,
+    attach_tracepoint,
+    attach_uprobe,
+    online_cpus,
+)
 from bpfman.kernel.links.raw_tracepoint import attach_raw_tracepoint
 from bpfman.kernel.links.tcx import Anchor as TcxAnchor
 from bpfman.kernel.links.tcx import (
@@ -139,6 +145,7 @@ __all__ = [
     "attach_kprobe",
     "attach_netfilter",
     "attach_netns",
+    "attach_perf_event",
     "attach_raw_tracepoint",
     "attach_tcx",
     "attach_tracepoint",
@@ -173,6 +180,7 @@ __all__ = [
     "map_lookup",
     "map_pin_name",
     "map_update",
+    "online_cpus",
     "open_pinned",
     "pin_exists",
     "pin_fd",

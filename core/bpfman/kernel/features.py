@@ -21,8 +21,10 @@ import attrs
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import SysError, errno_name
 from bpfman.kernel._sys.structs import (
+    BPF_LSM_MAC,
     BPF_PERF_EVENT,
     BPF_PROG_TYPE_EXT,
+    BPF_PROG_TYPE_LSM,
     BPF_PROG_TYPE_SCHED_CLS,
     BPF_PROG_TYPE_SOCKET_FILTER,
     BPF_PROG_TYPE_TRACEPOINT,
@@ -37,6 +39,7 @@ from bpfman.kernel.system import kernel_release
 
 UPROBE_PMU = Path("/sys/bus/event_source/devices/uprobe")
 LOCKDOWN = Path("/sys/kernel/security/lockdown")
+ACTIVE_LSMS = Path("/sys/kernel/security/lsm")
 # "r0 = 0; exit": the smallest valid program of any type.
 _RETURN_ZERO = bytes.fromhex("b700000000000000" "9500000000000000")
 _BOGUS_IFINDEX = 0x7FFFFFF0  # no interface has it; TCX answers ENODEV if supported
@@ -47,6 +50,7 @@ class KernelFeatures:
     bpf_syscall: bool
     ext_programs: bool  # BPF_PROG_TYPE_EXT (freplace): libxdp-style dispatchers
     tracing_programs: bool  # BPF_PROG_TYPE_TRACING (fentry/fexit)
+    lsm_programs: bool  # BPF_PROG_TYPE_LSM loads and the BPF LSM is active
     kprobes: bool  # kprobe PMU
     uprobes: bool  # uprobe PMU
     tcx: bool  # TCX links (6.6+)
@@ -98,6 +102,10 @@ def _probe_static() -> KernelFeatures:
             "BPF_PROG_TYPE_TRACING", BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, "5.5"
         )
 
+    lsm, lsm_note = _probe_lsm()
+    if lsm_note:
+        notes["lsm_programs"] = lsm_note
+
     kprobes = (KPROBE_PMU / "type").exists()
     if not kprobes:
         notes["kprobes"] = f"no kprobe PMU at {KPROBE_PMU} (kernel built without CONFIG_KPROBES)"
@@ -120,6 +128,7 @@ def _probe_static() -> KernelFeatures:
         bpf_syscall=bpf_syscall,
         ext_programs=ext,
         tracing_programs=tracing,
+        lsm_programs=lsm,
         kprobes=kprobes,
         uprobes=uprobes,
         tcx=tcx,
@@ -151,6 +160,20 @@ def _probe_fd_target_types(notes: dict[str, str]) -> dict[str, bool]:
             notes[field] = (f"loading {name} returned {errno_name(exc.errno or 0)}"
                             f" (needs Linux >= {version} with {config})")
     return found
+def _probe_lsm() -> tuple[bool, str | None]:
+    """LSM programs need the program type (CONFIG_BPF_LSM, no lockdown) and
+    the BPF LSM in the active list (CONFIG_LSM or lsm= on the command line):
+    without it they load and attach but never run, so that is refused too."""
+    if _libbpf_probe(BPF_PROG_TYPE_LSM) != 1:
+        return False, _why_refused("BPF_PROG_TYPE_LSM", BPF_PROG_TYPE_LSM, BPF_LSM_MAC, "5.7")
+    try:
+        active = ACTIVE_LSMS.read_text().strip().split(",")
+    except OSError:
+        return True, None  # securityfs not mounted: cannot tell, the load will say
+    if "bpf" not in active:
+        return False, (f"the BPF LSM is not active (active LSMs: {','.join(active)};"
+                       " add bpf to the lsm= kernel command line or CONFIG_LSM)")
+    return True, None
 
 
 def _libbpf_probe(prog_type: int) -> int:

@@ -521,7 +521,8 @@ def _load_programs(
 
 
 # prog type name -> KernelFeatures field a refusal (EPERM, no log) points at.
-_FEATURE_OF_TYPE = {"ext": "ext_programs", "tracing": "tracing_programs"}
+_FEATURE_OF_TYPE = {"ext": "ext_programs", "tracing": "tracing_programs",
+                    "lsm": "lsm_programs"}
 
 
 def _raise_load_error(

@@ -90,7 +90,11 @@ def remove_pin(path: PathLike) -> bool:
     a link detaches it. The kernel finishes that asynchronously: a
     perf_event link's program was measured to run for up to one jiffy
     (~4 ms at HZ=250) after this returns, after its link id is already gone.
+    A directory (a link made of one kernel link per CPU) goes with its pins.
     """
+    if os.path.isdir(path) and not os.path.islink(path):
+        remove_pin_dir(path)
+        return True
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -54,15 +54,18 @@ def mount(source: str, target: Path, fstype: str, flags: int = 0, data: str | No
         raise _fail("mount", f"{fstype} on {target}")
 
 
-def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1) -> int:
-    """perf_event_open(2) with FD_CLOEXEC; returns the new fd."""
+def perf_event_open(
+    attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1, flags: int = 0
+) -> int:
+    """perf_event_open(2) with FD_CLOEXEC (plus `flags`, e.g.
+    PERF_FLAG_PID_CGROUP); returns the new fd."""
     machine = platform.machine()
     nr = _NR_PERF_EVENT_OPEN.get(machine)
     if nr is None:
         raise SysError(38, "perf_event_open", f"syscall number unknown for {machine}")  # ENOSYS
     fd = _syscall(
         c_long(nr), ctypes.byref(attr), c_int(pid), c_int(cpu), c_int(group_fd),
-        c_ulong(PERF_FLAG_FD_CLOEXEC),
+        c_ulong(PERF_FLAG_FD_CLOEXEC | flags),
     )
     if fd < 0:
         raise _fail("perf_event_open")

@@ -189,8 +189,13 @@ class PerfEventAttr(ctypes.Structure):
 
 
 PERF_ATTR_SIZE_VER7 = 128
+PERF_TYPE_HARDWARE = 0
+PERF_TYPE_SOFTWARE = 1
 PERF_TYPE_TRACEPOINT = 2
+PERF_FLAG_PID_CGROUP = 1 << 2
 PERF_FLAG_FD_CLOEXEC = 1 << 3
+# perf_event_attr bitfield word: `freq` (sample_period holds a frequency) is bit 10.
+PERF_ATTR_FLAG_FREQ = 1 << 10
 
 
 class BpfProgLoadOpts(ctypes.Structure):
@@ -251,7 +256,9 @@ BPF_PROG_TYPE_TRACEPOINT = 5
 BPF_PROG_TYPE_PERF_EVENT = 7
 BPF_PROG_TYPE_TRACING = 26
 BPF_PROG_TYPE_EXT = 28
+BPF_PROG_TYPE_LSM = 29
 BPF_TRACE_FENTRY = 24
+BPF_LSM_MAC = 27
 BPF_PERF_EVENT = 41
 BPF_TCX_INGRESS = 46  # 6.6+, absent from the 6.1 headers
 

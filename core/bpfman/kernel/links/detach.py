@@ -10,6 +10,8 @@ the link and its perf event are released in the close() syscall itself.
 
 from __future__ import annotations
 
+import os
+from contextlib import suppress
 from pathlib import Path
 
 from bpfman.errors import StateDrift
@@ -21,9 +23,18 @@ def detach_link(link_pin: Path) -> bool:
 
     Idempotent: a pin that is already gone is fine.
 
+    A directory is a link made of several kernel links (a perf_event link
+    has one per CPU): each is detached, then the directory removed.
+
     :return: True if the pin existed. If something else still holds the link
         (another pin, an open fd), it keeps running until that goes too.
     """
+    if Path(link_pin).is_dir():
+        for entry in sorted(Path(link_pin).iterdir()):
+            detach_link(entry)
+        with suppress(FileNotFoundError):
+            os.rmdir(link_pin)
+        return True
     try:
         with pins.open_pinned(Path(link_pin), "link"):
             pins.remove_pin(link_pin)

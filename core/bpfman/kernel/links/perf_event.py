@@ -1,7 +1,9 @@
 """Attach through a perf event: tracepoints (tracefs event ids), kprobes
-(the kprobe PMU) and uprobes (the uprobe PMU). One mechanism: perf_event_open(2), then
-bpf_link_create(prog, perf_fd, BPF_PERF_EVENT), then pin the link. The link
-holds the perf event, so both fds are closed once it is pinned.
+(the kprobe PMU), uprobes (the uprobe PMU) and sampling events
+(`attach_perf_event`: software/hardware counters, one event per CPU).
+One mechanism: perf_event_open(2), then bpf_link_create(prog, perf_fd,
+BPF_PERF_EVENT), then pin the link. The link holds the perf event, so both
+fds are closed once it is pinned.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import errno
 import os
 import re
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from bpfman.errors import (
@@ -26,7 +28,10 @@ from bpfman.kernel._sys import libbpf, libc
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import (
     BPF_PERF_EVENT,
+    PERF_ATTR_FLAG_FREQ,
     PERF_ATTR_SIZE_VER7,
+    PERF_FLAG_PID_CGROUP,
+    PERF_TYPE_HARDWARE,
     PERF_TYPE_TRACEPOINT,
     PerfEventAttr,
 )
@@ -161,6 +166,131 @@ def attach_uprobe(
          errno.EACCES: denied, errno.EPERM: denied},
         pid=-1 if pid is None else pid,
     )
+
+
+ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
+MAX_SAMPLE_RATE = Path("/proc/sys/kernel/perf_event_max_sample_rate")
+
+
+def online_cpus() -> list[int]:
+    """The online CPUs ("0-3,6" in sysfs)."""
+    cpus: list[int] = []
+    for part in ONLINE_CPUS.read_text().strip().split(","):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def attach_perf_event(
+    program_pin: Path,
+    *,
+    event_type: int,
+    config: int,
+    sample_period: int | None,
+    frequency: int | None,
+    link_dir: Path,
+    pid: int | None = None,
+    cgroup: Path | None = None,
+) -> dict[str, int]:
+    """Attach the perf_event program pinned at `program_pin` to a sampling
+    event (`event_type`/`config`, every `sample_period` events or
+    `frequency` times a second) and pin each link under `link_dir`.
+
+    A perf event counts on one CPU, so the default (every task) is one event
+    and one link per online CPU (pins ``cpu<N>``); with `pid`, one event
+    that follows that process's main thread on any CPU (pin ``pid``); with
+    `cgroup` (a cgroup v2 directory), one event per CPU counting only that
+    cgroup's tasks (pins ``cpu<N>``). `link_dir` is created here and,
+    on failure, removed with everything in it.
+
+    :return: pin name -> kernel link id.
+    :raises KernelFeatureMissing: the event does not exist on this machine
+        (e.g. hardware counters in a VM without a virtual PMU).
+    :raises AttachTargetNotFound: no process `pid`, no cgroup directory.
+    :raises PermissionDenied: the kernel refused the event for this target.
+    """
+    if (sample_period is None) == (frequency is None):
+        raise InvalidArgument("give exactly one of sample_period and frequency",
+                              field="frequency")
+    if pid is not None and cgroup is not None:
+        raise InvalidArgument("give at most one of pid and cgroup", field="pid")
+    attr = _attr(event_type, config=config)
+    if frequency is not None:
+        attr.sample_period = frequency  # the union's sample_freq
+        attr.flags |= PERF_ATTR_FLAG_FREQ
+    else:
+        attr.sample_period = sample_period or 0
+    name = f"perf event type {event_type} config {config:#x}"
+    errors = _sampling_errors(name, event_type, frequency, pid, cgroup)
+    link_dir = Path(link_dir)
+    with ExitStack() as fds:
+        prog_fd = fds.enter_context(pins.open_pinned(Path(program_pin), "prog"))
+        require_program_type(prog_fd, ("perf_event",), name)
+        flags = 0
+        if pid is not None:
+            targets = [("pid", pid, -1)]
+        else:
+            who = -1
+            if cgroup is not None:
+                try:
+                    who = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except (FileNotFoundError, NotADirectoryError):
+                    raise AttachTargetNotFound(f"no cgroup directory {cgroup}",
+                                               cgroup=str(cgroup)) from None
+                fds.callback(os.close, who)
+                flags = PERF_FLAG_PID_CGROUP
+            targets = [(f"cpu{cpu}", who, cpu) for cpu in online_cpus()]
+        link_dir.mkdir(mode=0o700)
+        cleanup = fds.enter_context(ExitStack())
+        cleanup.callback(pins.remove_pin_dir, link_dir)
+        links: dict[str, int] = {}
+        for pin_name, who, cpu in targets:
+            with kernel_errors("perf_event_open", errors, target=name):
+                perf_fd = libc.perf_event_open(attr, pid=who, cpu=cpu, flags=flags)
+            try:
+                with kernel_errors("bpf_link_create", target=name):
+                    link_fd = libbpf.bpf_link_create(prog_fd, perf_fd, BPF_PERF_EVENT, None)
+            finally:
+                os.close(perf_fd)  # the link holds the event
+            try:
+                links[pin_name] = pin_new_link(link_fd, link_dir / pin_name)
+            finally:
+                os.close(link_fd)
+        cleanup.pop_all()
+        return links
+    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+
+
+def _sampling_errors(
+    name: str, event_type: int, frequency: int | None, pid: int | None, cgroup: Path | None
+) -> dict[int, Callable[[SysError], BpfmanError]]:
+    def missing(exc: SysError) -> BpfmanError:
+        kind = "hardware perf events" if event_type == PERF_TYPE_HARDWARE else "perf event"
+        return KernelFeatureMissing(
+            kind, f"perf_event_open({name}) returned {exc.strerror}: this machine has no"
+            " such event (a VM without a virtual PMU has no hardware counters; software"
+            " events such as cpu-clock always exist)",
+        )
+
+    def no_process(_exc: SysError) -> BpfmanError:
+        return AttachTargetNotFound(f"no process {pid}", pid=pid)
+
+    def denied(exc: SysError) -> BpfmanError:
+        return PermissionDenied(f"the kernel refused {name} (pid {pid}, cgroup {cgroup}):"
+                                f" {exc.strerror}", pid=pid)
+
+    def einval(exc: SysError) -> BpfmanError:
+        limit = ""
+        if frequency is not None:
+            with suppress(OSError, ValueError):
+                limit = (f"; frequency must not exceed kernel.perf_event_max_sample_rate="
+                         f"{int(MAX_SAMPLE_RATE.read_text())}")
+        return InvalidArgument(f"the kernel refused {name}: {exc.strerror}{limit}",
+                               field="config")
+
+    return {errno.ENOENT: missing, errno.EOPNOTSUPP: missing, errno.ENODEV: missing,
+            errno.ESRCH: no_process, errno.EACCES: denied, errno.EPERM: denied,
+            errno.EINVAL: einval}
 
 
 def _attr(type_: int, *, config: int, config1: int = 0, config2: int = 0) -> PerfEventAttr:

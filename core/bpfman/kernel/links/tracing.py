@@ -1,6 +1,7 @@
 """Attach tracing programs (fentry/fexit) to the kernel function they were
-loaded for, through a BPF trampoline: bpf_link_create(prog, 0,
-BPF_TRACE_FENTRY|BPF_TRACE_FEXIT), then pin the link.
+loaded for, and LSM programs to the LSM hook they were loaded for, through a
+BPF trampoline: bpf_link_create(prog, 0, BPF_TRACE_FENTRY|BPF_TRACE_FEXIT|
+BPF_LSM_MAC), then pin the link.
 
 The target is fixed at load time (its BTF id is in the program), so attach
 takes no target. The kernel attaches with the program's own expected attach
@@ -17,16 +18,20 @@ from bpfman.errors import InvalidArgument
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import kernel_errors
-from bpfman.kernel._sys.structs import BPF_TRACE_FENTRY, BpfLinkInfo
+from bpfman.kernel._sys.structs import BPF_LSM_MAC, BPF_TRACE_FENTRY, BpfLinkInfo
 from bpfman.kernel.links import pin_new_link, require_program_type
 
 # UAPI enum bpf_attach_type: BPF_TRACE_FEXIT follows BPF_TRACE_FENTRY.
-TRACING_ATTACH_TYPES = {"fentry": BPF_TRACE_FENTRY, "fexit": BPF_TRACE_FENTRY + 1}
+TRACING_ATTACH_TYPES = {"fentry": BPF_TRACE_FENTRY, "fexit": BPF_TRACE_FENTRY + 1,
+                        "lsm": BPF_LSM_MAC}
+# libbpf's program type name each attach type needs.
+_PROGRAM_TYPE = {"fentry": "tracing", "fexit": "tracing", "lsm": "lsm"}
 
 
 def attach_tracing(program_pin: Path, attach: str, link_pin: Path) -> int:
     """Attach the tracing program pinned at `program_pin` as `attach`
-    ("fentry" or "fexit") and pin the link at `link_pin`.
+    ("fentry" or "fexit"; "lsm" for an LSM program) and pin the link at
+    `link_pin`.
 
     :return: the kernel link id.
     :raises InvalidArgument: not a tracing program, or one loaded for the
@@ -36,7 +41,7 @@ def attach_tracing(program_pin: Path, attach: str, link_pin: Path) -> int:
     if attach_type is None:
         raise InvalidArgument(f"unknown tracing attach type {attach!r}", field="type")
     with pins.open_pinned(Path(program_pin), "prog") as prog_fd:
-        require_program_type(prog_fd, ("tracing",), attach)
+        require_program_type(prog_fd, (_PROGRAM_TYPE[attach],), attach)
         with kernel_errors("bpf_link_create", attach=attach):
             link_fd = libbpf.bpf_link_create(prog_fd, 0, attach_type, None)
         try:

@@ -1,0 +1,1 @@
+"""The perf_event program type for pybpfman (a plugin registered like a third party)."""
