@@ -601,8 +601,8 @@ def test_probe_features_agrees_with_the_host() -> None:
     assert features is not None and kernel.probe_features().as_dict() == features.as_dict()
     as_dict = features.as_dict()
     assert set(as_dict) == {"bpf_syscall", "ext_programs", "tracing_programs", "kprobes",
-                            "uprobes", "tcx", "bpf_link_perf_event", "bpf_stats_enabled", "lsm_programs",
-                            *FD_TARGET_FEATURES}
+                            "uprobes", "tcx", "bpf_link_perf_event", "bpf_stats_enabled",
+                            "lsm_programs", *FD_TARGET_FEATURES}
     assert all(isinstance(v, bool) for v in as_dict.values())
     assert features.bpf_syscall and features.bpf_link_perf_event
     # An independent oracle: bpftool's own probes.
