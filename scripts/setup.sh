@@ -85,7 +85,8 @@ install_daemon() {
 
 run_tests() {
     local venv="$ROOT/.venv"
-    make_venv "$venv" -e "$ROOT[test]" -e "$ROOT/tests/thirdparty/bpfman_raw_tracepoint"
+    make_venv "$venv" -e "$ROOT[test]" -e "$ROOT/tests/thirdparty/bpfman_raw_tracepoint" \
+        -e "$ROOT/operator"
     bash "$ROOT/scripts/vm-kernel.sh" "$venv"
     cd "$ROOT"
     log "ruff"

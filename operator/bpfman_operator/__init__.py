@@ -1,0 +1,1 @@
+"""pybpfman on Kubernetes: the per-node agent and the cluster operator."""
