@@ -88,6 +88,10 @@ run_tests() {
     make_venv "$venv" -e "$ROOT[test]" -e "$ROOT/tests/thirdparty/bpfman_raw_tracepoint" \
         -e "$ROOT/operator"
     bash "$ROOT/scripts/vm-kernel.sh" "$venv"
+    # etcd, kube-apiserver and kubectl for tests/k8s (cached; a cold build takes minutes).
+    BPFMAN_K8S_BIN="$(bash "$ROOT/scripts/k8s-control-plane.sh")"
+    # Missing binaries fail the k8s tests instead of skipping them.
+    export BPFMAN_K8S_BIN BPFMAN_K8S_REQUIRED=1
     cd "$ROOT"
     log "ruff"
     "$venv/bin/ruff" check .
