@@ -495,13 +495,13 @@ class ImageService:
     """
 
     def __init__(self, config: ImagesConfig, signing_config: signing.SigningConfig,
-                 state_dir: Path) -> None:
+                 state_dir: Path, in_use: Callable[[], set[str]] = set) -> None:
         self.config = config
         self.verifier = signing.Verifier(signing_config)
         self.cache = ImageCache(state_dir / "images")
         self.verifier.check_trust_root()  # a bad trust root fails at startup, offline
-        #: paths of objects loaded programs use (set by the Manager): kept by gc
-        self.in_use: Callable[[], set[str]] = set
+        #: paths of the objects loaded programs use: gc keeps them
+        self.in_use = in_use
 
     # -- pulling --------------------------------------------------------------
 

@@ -92,10 +92,13 @@ class Manager:
         self.features = features
         self.bpffs = Bpffs(config.daemon.bpffs)
         self.maps = MapAccess(store, kernel)
-        self.images = ImageService(config.images, config.signing, config.daemon.state_dir)
-        self.images.in_use = lambda: {p.path for p in store.list_programs()}
+        self.images = ImageService(config.images, config.signing, config.daemon.state_dir,
+                                   in_use=self._object_paths_in_use)
 
     # -- helpers --------------------------------------------------------------
+
+    def _object_paths_in_use(self) -> set[str]:
+        return {p.path for p in self.store.list_programs()}
 
     def _owner(self, kind: str, field: str) -> KindOwner:
         owner = self.registry.owner(kind)

@@ -28,7 +28,6 @@ def test_vm_dataplane_smoke(bpf_program: Callable[..., Path]) -> None:
     m = bench.measure(bpf_program("xdp_verdict"), smoke=True)
     seen = bench.observed(m)
     rows = bench.rows(m)
-    print(json.dumps({"observed": seen, "rows": rows}, indent=1))
 
     sizes = list(bench.SMOKE_SIZES)
     assert sorted((c["kind"], c["size"]) for c in seen) == sorted(
