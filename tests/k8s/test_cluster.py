@@ -11,6 +11,7 @@ from pathlib import Path
 from cluster import Cluster, SimNode
 
 STATES = "/apis/bpfman.io/v1alpha1/clusterbpfapplicationstates"
+AGENT = "system:serviceaccount:bpfman:bpfman-agent"
 
 
 def _state(name: str, node: str) -> dict:
@@ -35,7 +36,7 @@ def test_node_agent_identity_and_own_state_only(k8s_cluster: Cluster, k8s_node) 
     # The agent's token is a service-account token bound to its Node.
     who = k8s_cluster.kubectl("auth", "whoami", "-o", "json", user=a.name)
     info = json.loads(who.stdout)["status"]["userInfo"]
-    assert info["username"] == "system:serviceaccount:bpfman:bpfman-agent"
+    assert info["username"] == AGENT
     assert info["extra"]["authentication.kubernetes.io/node-name"] == [a.name]
 
     own = k8s_cluster.request("POST", STATES, user=a.name, json=_state("infra-own-a", a.name))
@@ -59,6 +60,13 @@ def test_node_agent_identity_and_own_state_only(k8s_cluster: Cluster, k8s_node) 
         assert r.status_code == 403, r.text
         r = k8s_cluster.request("DELETE", f"{STATES}/infra-own-a", user=b.name)
         assert r.status_code == 403, r.text
+        # Agent credentials without a node name (an unbound token) are refused outright.
+        r = k8s_cluster.request("PATCH", f"{STATES}/infra-own-a/status", json=status,
+                                content_type="application/merge-patch+json",
+                                headers={"Impersonate-User": AGENT,
+                                         "Impersonate-Group": "system:serviceaccounts"})
+        assert r.status_code == 403, r.text
+        assert "bpfman-agent credentials carry no node name" in r.text
         # RBAC: agents never write applications; the operator never writes State status.
         r = k8s_cluster.request("POST", "/apis/bpfman.io/v1alpha1/clusterbpfapplications",
                                 user=a.name, json={"apiVersion": "bpfman.io/v1alpha1",
