@@ -102,3 +102,16 @@ def test_node_network_and_pods(k8s_cluster: Cluster, k8s_node, make_pod) -> None
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(pod["netns"]).st_ino
     env = node.agent_env()
     assert env["KUBE_NODE_NAME"] == node.name and Path(env["KUBECONFIG"]).exists()
+
+
+def test_apiserver_restart_keeps_objects_and_tokens(k8s_cluster: Cluster, k8s_node) -> None:
+    node: SimNode = k8s_node("infra-restart", start_daemon=False)
+    k8s_cluster.kubeconfig_for(node.name)  # token issued before the restart
+    old_pid = k8s_cluster.apiserver.pid if k8s_cluster.apiserver else 0
+    k8s_cluster.restart_apiserver(down_seconds=0.5)
+    assert k8s_cluster.apiserver is not None and k8s_cluster.apiserver.pid != old_pid
+    # etcd kept the objects; the signing key is the same, so issued tokens still work.
+    who = json.loads(k8s_cluster.kubectl("auth", "whoami", "-o", "json", user=node.name).stdout)
+    assert who["status"]["userInfo"]["extra"]["authentication.kubernetes.io/node-name"] == [
+        node.name]
+    assert k8s_cluster.get(f"/api/v1/nodes/{node.name}")["metadata"]["name"] == node.name
