@@ -225,6 +225,7 @@ class Cluster:
         self.bin = bin_dir()
         self.etcd: Proc | None = None
         self.apiserver: Proc | None = None
+        self.operator: Proc | None = None
         self.port = 0
         self.admin_token = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
         self._kubeconfigs: dict[str, Path] = {}
@@ -310,6 +311,8 @@ class Cluster:
         self._start_apiserver()
 
     def stop(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
         for node in list(self.nodes.values()):
             with contextlib.suppress(Exception):
                 node.cleanup()
@@ -442,6 +445,17 @@ class Cluster:
         else:
             text = yaml.safe_dump_all(list(manifests))
         return self.kubectl("apply", "-f", "-", *extra, user=user, input=text, check=check)
+
+    def start_operator(self, extra_env: dict[str, str] | None = None,
+                       args: tuple[str, ...] = ()) -> Proc:
+        """Run `bpfman-operator` with the operator's service-account kubeconfig."""
+        if self.operator is not None and self.operator.running():
+            raise RuntimeError("the operator is already running")
+        cmd = [str(Path(sys.executable).with_name("bpfman-operator")), *args]
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig_for("operator")),
+               "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        self.operator = Proc("operator", cmd, self.root / "operator.log", env=env).start()
+        return self.operator
 
     def ensure_namespace(self, name: str) -> None:
         if name in self._namespaces:
