@@ -95,7 +95,7 @@ run_tests() {
     cd "$ROOT"
     log "ruff"
     "$venv/bin/ruff" check .
-    log "pytest (unit, kernel and vm tiers)"
+    log "pytest (unit, kernel, vm and k8s tiers)"
     "$venv/bin/pytest" -ra "${@:-tests}"
 }
 
