@@ -60,6 +60,15 @@ def test_node_agent_identity_and_own_state_only(k8s_cluster: Cluster, k8s_node) 
         assert r.status_code == 403, r.text
         r = k8s_cluster.request("DELETE", f"{STATES}/infra-own-a", user=b.name)
         assert r.status_code == 403, r.text
+        # The same for the namespaced State kind.
+        k8s_cluster.ensure_namespace("infra-ns-states")
+        ns_states = "/apis/bpfman.io/v1alpha1/namespaces/infra-ns-states/bpfapplicationstates"
+        body = {**_state("infra-ns-b", b.name), "kind": "BpfApplicationState"}
+        r = k8s_cluster.request("POST", ns_states, user=a.name, json=body)
+        assert r.status_code == 403, r.text
+        body = {**_state("infra-ns-a", a.name), "kind": "BpfApplicationState"}
+        r = k8s_cluster.request("POST", ns_states, user=a.name, json=body)
+        assert r.status_code == 201, r.text
         # Agent credentials without a node name (an unbound token) are refused outright.
         r = k8s_cluster.request("PATCH", f"{STATES}/infra-own-a/status", json=status,
                                 content_type="application/merge-patch+json",
