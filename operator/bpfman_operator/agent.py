@@ -551,6 +551,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     if not args.node:
         parser.error("no node name: set KUBE_NODE_NAME or --node")
     from bpfman_operator.kube import load_config

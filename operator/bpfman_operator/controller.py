@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     op = Operator(Client(load_config(args.kubeconfig)),
                   resync=float(os.environ.get("BPFMAN_OPERATOR_RESYNC", "60")))
     signal.signal(signal.SIGTERM, lambda *_: op.stop())
