@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 
 from bpfman.client import Client as DaemonClient
-from bpfman.client import RpcError
+from bpfman.client import RpcError, default_socket_path
 from bpfman_operator import api, expand, netinfo, resolvers, status
 from bpfman_operator.kube import ApiError, Client, Informer
 from bpfman_operator.selectors import SelectorError, matches
@@ -562,8 +562,8 @@ def main(argv: list[str] | None = None) -> None:
                   resync=float(os.environ.get("BPFMAN_AGENT_RESYNC", "60")))
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
-    log.info("bpfman-agent for node %s, daemon %s", args.node, agent.daemon.socket_path
-             or "default socket")
+    log.info("bpfman-agent for node %s, daemon %s", args.node,
+             agent.daemon.socket_path or default_socket_path())
     agent.run()
 
 
