@@ -10,9 +10,11 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bpfman.client import Client as DaemonClient
 from bpfman.testing import compile_bpf
@@ -207,3 +209,27 @@ def node_clean(socket: str, bpffs: str | Path) -> bool:
     pins = [p for p in Path(bpffs).rglob("*") if p.is_file()
             and not p.name.endswith(".debug")] if Path(bpffs).exists() else []
     return not progs and not dispatchers and not links and not pins
+
+
+# -- fixtures (imported by the test modules that use them) ----------------------------
+@pytest.fixture
+def k8s_agents(k8s_cluster: Any, tmp_path: Path) -> Iterator[Callable[..., list[Proc]]]:
+    """``k8s_agents(nodes, operator=True)``: one bpfman-agent per node (under
+    the node's own token) and, if asked, the operator; all stopped at the end,
+    their logs printed (pytest shows them when the test fails)."""
+    procs: list[Proc] = []
+
+    def start(nodes: list[Any], *, operator: bool = True) -> list[Proc]:
+        started = [agent_proc(n.agent_env(), tmp_path / f"agent-{n.name}.log").start()
+                   for n in nodes]
+        if operator:
+            started.append(operator_proc(k8s_cluster.kubeconfig_for("operator"),
+                                         tmp_path / "operator.log").start())
+        procs.extend(started)
+        return started
+
+    yield start
+    for proc in procs:
+        proc.stop()
+    for proc in procs:
+        print(f"==== {proc.log.name}\n{proc.text()[-20000:]}")
