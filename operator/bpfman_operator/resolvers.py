@@ -9,7 +9,8 @@ on this node has, as paths and pids the node's daemon can use.
   runtime socket is needed and any runtime works.
 - `FileResolver`: reads a JSON file (``BPFMAN_AGENT_TEST_PODS``) that the
   tests keep: ``{"NAMESPACE/POD": {"node": ..., "netns": PATH,
-  "pids": {CONTAINER: PID}}}``, re-read when it changes.
+  "containers": {CONTAINER: [PID, ...]}, "pids": [PID, ...]}}``, re-read
+  when it changes (a bare ``pids`` list names containers c0, c1, ...).
 
 Select one with ``BPFMAN_AGENT_RESOLVER`` (``proc`` or ``test``).
 """
@@ -59,11 +60,20 @@ class FileResolver:
     def resolve(self, pod: Mapping[str, Any]) -> PodTarget:
         namespace, name, _uid = _meta(pod)
         entry = self._load().get(f"{namespace}/{name}") or {}
-        pids = entry.get("pids") or {}
-        if isinstance(pids, list):  # a bare list: containers named by position
-            pids = {f"c{i}": pid for i, pid in enumerate(pids)}
-        return PodTarget(namespace, name, entry.get("netns"),
-                         {str(k): int(v) for k, v in pids.items()})
+        containers: dict[str, int] = {}
+        named = entry.get("containers")
+        if isinstance(named, dict):
+            for cname, pids in named.items():
+                pids = pids if isinstance(pids, list) else [pids]
+                if pids:
+                    containers[str(cname)] = min(int(p) for p in pids)  # the container's init
+        else:
+            pids = entry.get("pids") or []
+            if isinstance(pids, dict):
+                containers = {str(k): int(v) for k, v in pids.items()}
+            else:
+                containers = {f"c{i}": int(pid) for i, pid in enumerate(pids)}
+        return PodTarget(namespace, name, entry.get("netns"), containers)
 
 
 _CONTAINER_ID = re.compile(r"([0-9a-f]{64})")

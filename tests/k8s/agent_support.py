@@ -176,6 +176,13 @@ def gone(k: Client, manifest: Mapping[str, Any]) -> bool:
             and not states(k, manifest))
 
 
+def ping(node: Any, count: int = 3) -> None:
+    """`count` pings to the node's InternalIP from outside the node (its
+    uplink's other end), each answered: the packets cross the node's eth0."""
+    subprocess.run(["ip", "netns", "exec", node.ext_netns, "ping", "-c", str(count), "-i", "0.2",
+                    "-W", "2", "-q", node.ip], check=True, capture_output=True, timeout=60)
+
+
 # -- the daemon side ---------------------------------------------------------------
 def programs_of(socket: str, app_name: str | None = None) -> list[dict[str, Any]]:
     with DaemonClient(socket) as c:

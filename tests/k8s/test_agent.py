@@ -279,14 +279,14 @@ def test_network_namespaces_of_selected_pods(k8s_cluster, k8s_node, k8s_agents, 
     node.make_pod("kag-db-1", labels={"app": "kag-db"})
     try:
         apply(k, manifest)
-        wait_until(lambda: netns_paths() == {pod1.netns}, 30, "link in pod 1's namespace")
+        wait_until(lambda: netns_paths() == {pod1["netns"]}, 30, "link in pod 1's namespace")
         pod2 = node.make_pod("kag-web-2", labels={"app": "kag-web"})
-        wait_until(lambda: netns_paths() == {pod1.netns, pod2.netns}, 30, "pod 2 linked too")
+        wait_until(lambda: netns_paths() == {pod1["netns"], pod2["netns"]}, 30, "pod 2 linked too")
         wait_app(k, manifest, "Success")
         [prog] = programs_of(node.daemon.socket, "kag-pod-xdp")
         assert len(links_of(node.daemon.socket, prog["program_id"])) == 2
         node.delete_pod("kag-web-1")
-        wait_until(lambda: netns_paths() == {pod2.netns}, 30, "pod 1's link removed")
+        wait_until(lambda: netns_paths() == {pod2["netns"]}, 30, "pod 1's link removed")
         assert len(links_of(node.daemon.socket, prog["program_id"])) == 1
     finally:
         delete_app(k, manifest)
@@ -311,7 +311,7 @@ def test_namespaced_bpf_application(k8s_cluster, k8s_node, k8s_agents, obj) -> N
         assert st["metadata"]["namespace"] == "default"
         assert st["metadata"]["finalizers"] == [api.AGENT_FINALIZER["BpfApplication"]]
         [link] = st["status"]["programs"][0]["xdp"]["links"]
-        assert link["netnsPath"] == pod.netns and link["linkStatus"] == "Attached"
+        assert link["netnsPath"] == pod["netns"] and link["linkStatus"] == "Attached"
     finally:
         delete_app(k, manifest)
     wait_until(lambda: gone(k, manifest), 60, "application deleted")

@@ -22,6 +22,7 @@ from agent_support import (
     k8s_agents,  # noqa: F401 - a fixture
     kube,
     node_clean,
+    ping,
     state_on,
     wait_app,
     wait_until,
@@ -54,14 +55,14 @@ def test_announcement_demo(k8s_cluster, k8s_node, k8s_agents,  # noqa: F811
         wait_app(k, counter, "Success")
         for node in nodes:
             before = demo_count(node.daemon.socket)
-            node.ping(5)
+            ping(node, 5)
             assert demo_count(node.daemon.socket) >= before + 5, node.name
 
         apply(k, xdp_pass)
         wait_app(k, xdp_pass, "Success")
         for node in nodes:
             before = demo_count(node.daemon.socket)
-            node.ping(5)  # xdp_pass passes: the ping still works, the counter never sees it
+            ping(node, 5)  # xdp_pass passes: the ping still works, the counter never sees it
             assert demo_count(node.daemon.socket) == before, node.name
 
         xdp_pass["spec"]["programs"][0]["xdp"]["links"][0]["priority"] = 60
@@ -71,7 +72,7 @@ def test_announcement_demo(k8s_cluster, k8s_node, k8s_agents,  # noqa: F811
         wait_app(k, xdp_pass, "Success")
         for node in nodes:
             before = demo_count(node.daemon.socket)
-            node.ping(5)
+            ping(node, 5)
             assert demo_count(node.daemon.socket) >= before + 5, node.name
     finally:
         delete_app(k, xdp_pass)

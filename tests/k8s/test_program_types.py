@@ -23,6 +23,7 @@ from agent_support import (
     k8s_agents,  # noqa: F401 - a fixture
     kube,
     node_clean,
+    ping,
     programs_of,
     state_on,
     wait_app,
@@ -78,7 +79,7 @@ def test_every_host_program_type(k8s_cluster, k8s_node, k8s_agents,  # noqa: F81
             [link] = prog[member]["links"]
             assert (prog["programLinkStatus"], link["linkStatus"]) == ("Success", "Attached")
         before = _counts(node.daemon.socket, "kag-all-types")
-        node.ping(3)
+        ping(node, 3)
         for _ in range(5):
             os.getppid()
         after = _counts(node.daemon.socket, "kag-all-types")

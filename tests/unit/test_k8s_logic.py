@@ -299,6 +299,9 @@ def test_test_resolver_reads_the_pods_file(tmp_path) -> None:
     pod = {"metadata": {"namespace": "ns", "name": "p"}}
     assert resolver.resolve(pod).netns is None
     path.write_text(json.dumps({"ns/p": {"node": "n1", "netns": "/run/netns/x",
-                                         "pids": {"main": 42}}}))
+                                         "containers": {"main": [43, 42], "idle": []},
+                                         "pids": [42, 43]}}))
     target = resolver.resolve(pod)
     assert (target.netns, dict(target.containers)) == ("/run/netns/x", {"main": 42})
+    path.write_text(json.dumps({"ns/p": {"netns": "/run/netns/y", "pids": [7]}}))
+    assert dict(resolver.resolve(pod).containers) == {"c0": 7}
