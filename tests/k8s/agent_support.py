@@ -79,13 +79,14 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def agent_proc(env: Mapping[str, str], log: Path, **extra: str) -> Proc:
-    return Proc([str(BIN / "bpfman-agent"), "--log-level", "debug"],
+def agent_proc(env: Mapping[str, str], log: Path, log_level: str = "debug",
+               **extra: str) -> Proc:
+    return Proc([str(BIN / "bpfman-agent"), "--log-level", log_level],
                 {"BPFMAN_AGENT_RESYNC": "30", **env, **extra}, log)
 
 
-def operator_proc(kubeconfig: str, log: Path) -> Proc:
-    return Proc([str(BIN / "bpfman-operator"), "--log-level", "debug"],
+def operator_proc(kubeconfig: str, log: Path, log_level: str = "debug") -> Proc:
+    return Proc([str(BIN / "bpfman-operator"), "--log-level", log_level],
                 {"KUBECONFIG": kubeconfig, "BPFMAN_OPERATOR_RESYNC": "30"}, log)
 
 
