@@ -91,8 +91,9 @@ class Client:
         ConnectionError: from `call`, when the daemon hangs up.
     """
 
-    def __init__(self, socket_path: str | None = None, *, timeout: float | None = None) -> None:
-        self.socket_path = socket_path or default_socket_path()
+    def __init__(self, socket_path: str | os.PathLike[str] | None = None, *,
+                 timeout: float | None = None) -> None:
+        self.socket_path = os.fspath(socket_path) if socket_path else default_socket_path()
         self._ids = itertools.count(1)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
@@ -199,9 +200,9 @@ class AsyncClient:
         self._lock = trio.Lock()
 
     @classmethod
-    async def connect(cls, socket_path: str | None = None) -> AsyncClient:
+    async def connect(cls, socket_path: str | os.PathLike[str] | None = None) -> AsyncClient:
         """Raises `DaemonUnreachable` when the socket cannot be reached."""
-        path = socket_path or default_socket_path()
+        path = os.fspath(socket_path) if socket_path else default_socket_path()
         try:
             stream = await trio.open_unix_socket(path)
         except OSError as exc:
