@@ -109,6 +109,8 @@ class EventBus:
     # -- trio side ----------------------------------------------------------
 
     def _fan_out(self, event: Event) -> None:
+        # Runs as a trio system callback: an exception here would crash the
+        # whole daemon, so every way a subscriber can be gone is handled.
         for entry in list(self._subscribers):
             kinds, channel = entry
             if kinds and event.kind not in kinds:
@@ -116,10 +118,18 @@ class EventBus:
             try:
                 channel.send_nowait(event)
             except trio.WouldBlock:
-                self._subscribers.remove(entry)
+                # The subscriber fell behind: drop it (its forwarder reports why).
+                self._unsubscribe(entry)
                 channel.close()
-            except trio.ClosedResourceError:
-                self._subscribers.remove(entry)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._unsubscribe(entry)  # its connection is gone
+            except Exception:
+                log.exception("dropping an event subscriber")
+                self._unsubscribe(entry)
+
+    def _unsubscribe(self, entry: tuple[frozenset[str], trio.MemorySendChannel[Event]]) -> None:
+        with contextlib.suppress(ValueError):  # already removed
+            self._subscribers.remove(entry)
 
     async def subscribe(self, caller: Caller, req: SubscribeRequest) -> SubscribeReply:
         from bpfman.errors import InvalidArgument
@@ -132,16 +142,23 @@ class EventBus:
         connection.subscribed = True  # exempt from the idle timeout
         send, receive = trio.open_memory_channel[Event](QUEUE_SIZE)
         self._token = trio.lowlevel.current_trio_token()
-        self._subscribers.append((frozenset(req.kinds), send))
+        entry = (frozenset(req.kinds), send)
+        self._subscribers.append(entry)
 
         async def forward() -> None:
-            async with receive:
-                async for event in receive:
-                    await connection.notify("event", event)
-            # The channel was closed by _fan_out: the subscriber fell behind.
-            await connection.notify("event", Event(seq=0, time=datetime.now(UTC).isoformat(),
-                                                   kind="overflow",
-                                                   detail="subscriber too slow; resubscribe"))
+            try:
+                async with receive:
+                    async for event in receive:
+                        await connection.notify("event", event)
+                # The channel was closed by _fan_out: the subscriber fell behind.
+                await connection.notify("event", Event(
+                    seq=0, time=datetime.now(UTC).isoformat(), kind="overflow",
+                    detail="subscriber too slow; resubscribe"))
+            finally:
+                # However the connection ended (killed, closed, cancelled), stop
+                # fanning out to it.
+                self._unsubscribe(entry)
+                send.close()
 
         connection.nursery.start_soon(forward)
         log.info("uid=%d pid=%d subscribed to events", caller.uid, caller.pid)

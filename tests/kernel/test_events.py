@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from bpfman.client import Client
 from bpfman.testing import DaemonProcess
@@ -57,3 +63,75 @@ def test_events_cli_prints_json_lines(daemon: DaemonProcess,
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _subscribe_raw(daemon: DaemonProcess) -> socket.socket:
+    """A subscriber speaking JSON-RPC by hand, so the test decides how it dies."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(daemon.socket))
+    sock.sendall(b'{"jsonrpc": "2.0", "id": 1, "method": "events.subscribe",'
+                 b' "params": {}}\n')
+    reply = sock.makefile("rb").readline()
+    assert b'"subscribed":true' in reply, reply
+    return sock
+
+
+def _subscriber_process(daemon: DaemonProcess) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bpfman", "--socket", str(daemon.socket), "-o", "json",
+         "events"], stdout=subprocess.PIPE, text=True)
+    before = daemon.log_text().count("subscribed to events")
+    for _ in range(200):
+        if daemon.log_text().count("subscribed to events") > before:
+            break
+        time.sleep(0.05)
+    return proc
+
+
+def _load_and_unload(daemon: DaemonProcess, obj: Path) -> None:
+    client = daemon.client()
+    [prog] = client.call("program.load", {
+        "path": str(obj), "programs": [{"name": "count_getpid", "type": "tracepoint"}],
+    })["programs"]
+    client.call("program.unload", {"program_id": prog["program_id"]})
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill", "closed", "half_closed", "reset",
+                                 "never_reads"])
+def test_a_vanished_subscriber_takes_nothing_down(how: str, daemon: DaemonProcess,
+                                                  bpf_program: Callable[..., Path]) -> None:
+    obj = bpf_program("tp_counter")
+    survivor = Client(str(daemon.socket), timeout=20).events(["loaded"])
+    proc: subprocess.Popen[str] | None = None
+    sock: socket.socket | None = None
+    try:
+        if how in ("sigterm", "sigkill"):
+            proc = _subscriber_process(daemon)
+            proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+            proc.wait(10)
+        else:
+            sock = _subscribe_raw(daemon)
+            if how == "closed":
+                sock.close()
+            elif how == "half_closed":
+                sock.shutdown(socket.SHUT_WR)
+            elif how == "reset":
+                # SO_LINGER 0: close sends RST, the daemon's next write fails.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            # never_reads: stays open and never reads a byte.
+        # Enough changes to fill a non-reading subscriber's queue and socket.
+        rounds = 40 if how == "never_reads" else 2
+        for _ in range(rounds):
+            _load_and_unload(daemon, obj)
+        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log_text()[-3000:]
+        assert daemon.client().call("daemon.info", {})
+        # Another subscriber kept receiving, in order.
+        assert next(survivor)["kind"] == "loaded"
+        assert "TrioInternalError" not in daemon.log_text()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if sock is not None:
+            sock.close()
