@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from typing import Any
@@ -176,6 +177,14 @@ def _decode(payload: bytes) -> Any:
     def refuse_constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
 
+    def finite_float(text: str) -> float:
+        # 1e309 parses as inf, which no reply can encode: refuse it here,
+        # before anything runs, rather than after a method has acted.
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"number {text} is out of range")
+        return value
+
     # Counting brackets is cheap; only then is the exact (slower) scan needed.
     if payload.count(b"[") + payload.count(b"{") > MAX_NESTING and (
         _nesting_depth(payload, MAX_NESTING) > MAX_NESTING
@@ -183,7 +192,7 @@ def _decode(payload: bytes) -> Any:
         raise InvalidRequest(f"nested deeper than {MAX_NESTING} levels",
                              {"max_nesting": MAX_NESTING})
     try:
-        return json.loads(payload, parse_constant=refuse_constant)
+        return json.loads(payload, parse_constant=refuse_constant, parse_float=finite_float)
     except RecursionError:
         raise InvalidRequest(f"nested deeper than {MAX_NESTING} levels",
                              {"max_nesting": MAX_NESTING}) from None

@@ -19,7 +19,7 @@ import attrs
 from bpfman.api import Caller
 from bpfman.errors import NotFound, PermissionDenied, ProgramNotFound
 from bpfman.records import ProgramRecord
-from bpfman.requests import doc
+from bpfman.requests import doc, program_id_field
 from bpfman.store import Store
 
 MAX_DUMP_PAGE = 4096
@@ -27,19 +27,19 @@ MAX_DUMP_PAGE = 4096
 
 @attrs.frozen
 class MapListRequest:
-    program_id: int = doc("program whose maps to list")
+    program_id: int = program_id_field("program whose maps to list")
 
 
 @attrs.frozen
 class MapKeyRequest:
-    program_id: int = doc("a program using the map")
+    program_id: int = program_id_field("a program using the map")
     map: str = doc("map name, as in map.list")
     key: bytes = doc("key as hex, in the map's layout")
 
 
 @attrs.frozen
 class MapUpdateRequest:
-    program_id: int = doc("a program using the map")
+    program_id: int = program_id_field("a program using the map")
     map: str = doc("map name, as in map.list")
     key: bytes = doc("key as hex")
     value: bytes = doc("value as hex")
@@ -47,7 +47,7 @@ class MapUpdateRequest:
 
 @attrs.frozen
 class MapDumpRequest:
-    program_id: int = doc("a program using the map")
+    program_id: int = program_id_field("a program using the map")
     map: str = doc("map name, as in map.list")
     after: bytes | None = doc("continue after this key (the previous page's `next`)",
                               default=None)

@@ -16,6 +16,31 @@ def doc(text: str, **kw: Any) -> Any:
     return attrs.field(metadata={"doc": text}, **kw)
 
 
+# Kernel program ids are u32; the daemon's link ids live in SQLite (i64).
+# Checked here so an out-of-range id is invalid params (-32602), not an
+# overflow deep in the store or a syscall.
+MAX_PROGRAM_ID = 2**32 - 1
+MAX_LINK_ID = 2**63 - 1
+
+
+def _id_in_range(limit: int) -> Any:
+    def check(_inst: Any, attr: attrs.Attribute[Any], value: int | None) -> None:
+        if value is not None and not 0 < value <= limit:
+            raise ValueError(f"{attr.name} must be between 1 and {limit}, got {value}")
+
+    return check
+
+
+def program_id_field(text: str, **kw: Any) -> Any:
+    """A kernel program id (1 .. 2^32-1)."""
+    return doc(text, validator=_id_in_range(MAX_PROGRAM_ID), **kw)
+
+
+def link_id_field(text: str, **kw: Any) -> Any:
+    """A link id assigned by the daemon (1 .. 2^63-1)."""
+    return doc(text, validator=_id_in_range(MAX_LINK_ID), **kw)
+
+
 @attrs.frozen
 class ProgramSelector:
     """One program to load from an object: its function name and our program type."""
@@ -61,7 +86,7 @@ class LoadRequest:
         factory=dict,
     )
     metadata: dict[str, str] = doc("free-form key/value labels", factory=dict)
-    map_owner_id: int | None = doc(
+    map_owner_id: int | None = program_id_field(
         "share the maps of this already-loaded program instead of creating new ones",
         default=None,
     )
@@ -72,7 +97,7 @@ class LoadRequest:
 
 @attrs.frozen
 class ProgramIdRequest:
-    program_id: int = doc("kernel program id")
+    program_id: int = program_id_field("kernel program id")
 
 
 @attrs.frozen
@@ -86,7 +111,7 @@ class ListRequest:
 
 @attrs.frozen
 class AttachRequest:
-    program_id: int = doc("the loaded program to attach")
+    program_id: int = program_id_field("the loaded program to attach")
     params: dict[str, Any] = doc(
         "attach parameters of the program's type (see each type's schema)", factory=dict
     )
@@ -95,25 +120,25 @@ class AttachRequest:
 
 @attrs.frozen
 class LinkIdRequest:
-    link_id: int = doc("link id assigned by the daemon")
+    link_id: int = link_id_field("link id assigned by the daemon")
 
 
 @attrs.frozen
 class LinkUpdateRequest:
-    link_id: int = doc("link id assigned by the daemon")
+    link_id: int = link_id_field("link id assigned by the daemon")
     params: dict[str, Any] = doc(
         "attach parameters to change (merged over the current ones), e.g. priority",
         factory=dict,
     )
     metadata: dict[str, str] | None = doc("replace the link's metadata", default=None)
-    program_id: int | None = doc(
+    program_id: int | None = program_id_field(
         "run this loaded program (of the same type) in the link's place", default=None
     )
 
 
 @attrs.frozen
 class LinkListRequest:
-    program_id: int | None = doc("only links of this program", default=None)
+    program_id: int | None = program_id_field("only links of this program", default=None)
     type: str | None = doc("only links of this program type", default=None)
 
 

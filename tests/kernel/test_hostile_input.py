@@ -121,6 +121,20 @@ def test_client_that_does_not_read_is_dropped(limited: DaemonProcess) -> None:
      + b'"}}', -32600),
     (b"\xff\xfe", -32700),
     (b'{"jsonrpc":"2.0","id":1,"method":"program.get","params":{"program_id":NaN}}', -32700),
+    # A non-finite id could not be echoed in the reply: refused before dispatch.
+    (b'{"jsonrpc":"2.0","id":1e309,"method":"program.unload","params":{"program_id":1}}',
+     -32700),
+    (b'{"jsonrpc":"2.0","id":1,"method":"program.list","params":{"metadata":{"a":-1e400}}}',
+     -32700),
+    # Ids outside the kernel's (u32) and the store's (i64) range are invalid params.
+    (b'{"jsonrpc":"2.0","id":1,"method":"program.get","params":{"program_id":%d}}' % 2**63,
+     -32602),
+    (b'{"jsonrpc":"2.0","id":1,"method":"program.unload","params":{"program_id":4294967296}}',
+     -32602),
+    (b'{"jsonrpc":"2.0","id":1,"method":"program.detach","params":{"link_id":%d}}' % 2**64,
+     -32602),
+    (b'{"jsonrpc":"2.0","id":1,"method":"map.list","params":{"program_id":-1}}', -32602),
+    (b'{"jsonrpc":"2.0","id":1,"method":"link.get","params":{"link_id":0}}', -32602),
 ])
 def test_limits_on_request_shape(limited: DaemonProcess, payload: bytes, code: int) -> None:
     s = connect(limited)
