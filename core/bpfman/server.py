@@ -8,6 +8,7 @@ audit log and for finer checks.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import grp
 import logging
@@ -152,19 +153,36 @@ def peer_caller(sock: trio.socket.SocketType) -> Caller:
     """The peer credentials of a connected Unix socket."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     pid, uid, gid = _UCRED.unpack(raw)
-    return Caller(uid=uid, gid=gid, pid=pid, groups=_supplementary_groups(pid))
+    return Caller(uid=uid, gid=gid, pid=pid, groups=_supplementary_groups(sock))
 
 
-def _supplementary_groups(pid: int) -> tuple[int, ...]:
-    """The peer's groups as the kernel has them now (SO_PEERCRED has none)."""
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13+
+_GID = struct.Struct("I")
+_MAX_GROUPS = 65536  # NGROUPS_MAX
+
+
+def _supplementary_groups(sock: trio.socket.SocketType) -> tuple[int, ...]:
+    """The peer's supplementary groups as they were at connect(), from the
+    kernel with its uid (SO_PEERGROUPS): /proc/<pid> could name another process
+    once the peer's pid is reused."""
     try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("Groups:"):
-                    return tuple(int(g) for g in line.split()[1:])
-    except (OSError, ValueError):
-        pass
-    return ()
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)  # CPython's cap
+    except OSError as exc:
+        if exc.errno != errno.ERANGE:
+            raise
+        raw = _peergroups_unbounded(sock.fileno())
+    return tuple(g for (g,) in _GID.iter_unpack(raw))
+
+
+def _peergroups_unbounded(fd: int) -> bytes:
+    """More than 256 groups: ask libc directly with room for NGROUPS_MAX."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(_GID.size * _MAX_GROUPS)
+    size = ctypes.c_uint32(len(buf))
+    if libc.getsockopt(fd, socket.SOL_SOCKET, SO_PEERGROUPS, buf, ctypes.byref(size)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return buf.raw[:size.value]
 
 
 @attrs.frozen

@@ -6,8 +6,10 @@ sees a real unprivileged peer; the daemon does the kernel work for it.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -137,3 +139,32 @@ def test_own_scope_lets_an_app_manage_only_its_programs(
     assert as_nobody(own_scope, "program.detach", {"link_id": link["link_id"]})["result"]
     assert as_nobody(own_scope, "program.unload", {"program_id": mine["program_id"]})["result"]
     assert as_nobody(own_scope, "daemon.info")["code"] == 1500
+
+
+def _a_group_nobody_lacks() -> grp.struct_group:
+    return next(g for g in grp.getgrall() if g.gr_gid not in (0, NOBODY)
+                and "nobody" not in g.gr_mem)
+
+
+def test_a_group_rule_uses_the_peers_supplementary_groups() -> None:
+    group = _a_group_nobody_lacks()
+    for d in daemon_with(f'[[authorization.rules]]\ngroups = ["{group.gr_name}"]\n'
+                         'methods = ["daemon.info"]\n'):
+        # Only as a supplementary group, which SO_PEERCRED does not carry:
+        # the daemon takes them from SO_PEERGROUPS.
+        out = subprocess.run(
+            [sys.executable, "-c", CLIENT, "daemon.info", "{}", str(d.socket)],
+            user=NOBODY, group=NOBODY, extra_groups=[group.gr_gid], capture_output=True,
+            text=True, timeout=60, check=True)
+        assert "result" in json.loads(out.stdout), out.stdout
+        assert as_nobody(d, "daemon.info")["code"] == 1500  # PermissionDenied
+
+
+def test_peer_groups_come_from_the_socket() -> None:
+    from bpfman.server import peer_caller
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        caller = peer_caller(a)
+    assert sorted(caller.groups) == sorted(os.getgroups())
+    assert caller.pid == os.getpid()
