@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 import bpfman
-from bpfman import convert
+from bpfman import callerfiles, convert
 from bpfman.api import Caller
 from bpfman.bpffs import Bpffs
 from bpfman.config import Config
@@ -223,6 +223,7 @@ class Manager:
         if (req.path is None) == (req.image is None):
             raise InvalidArgument("give exactly one of path and image", field="path")
         image_url = None
+        data: bytes | None = None  # an image's object is the daemon's own file
         if req.image is not None:
             # The verified object from the image cache; the record keeps its path.
             obj = self.images.object_for_load(req.image, [sel.name for sel in req.programs])
@@ -231,6 +232,9 @@ class Manager:
         assert req.path is not None
         if not os.path.isabs(req.path):
             raise InvalidArgument("path must be absolute", field="path")
+        if image_url is None:
+            # Read once, as the caller, never blocking: see callerfiles.
+            data = callerfiles.read_file(req.path, caller)
         owners = []
         for i, sel in enumerate(req.programs):
             owner = self._owner(sel.type, f"programs[{i}].type")
@@ -240,7 +244,7 @@ class Manager:
         if len(set(names)) != len(names):
             raise InvalidArgument("a program name appears twice", field="programs")
 
-        spec = self.kernel.inspect_object(Path(req.path))
+        spec = self.kernel.inspect_object(Path(req.path), data)
         by_name = {p.name: p for p in spec.programs}
         for i, (sel, owner) in enumerate(zip(req.programs, owners, strict=True)):
             found = by_name.get(sel.name)
@@ -277,6 +281,7 @@ class Manager:
             global_data=dict(req.global_data),
             bpffs=self.bpffs,
             reuse_maps_dir=reuse_dir,
+            data=data,
         )
         records: list[ProgramRecord] = []
         with ExitStack() as undo:

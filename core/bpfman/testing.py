@@ -183,6 +183,19 @@ def running_daemon(config_text: str = "", log_level: str = "debug") -> Iterator[
 
 
 @pytest.fixture
+def public_tmp_path() -> Iterator[Path]:
+    """A fresh directory every user can reach (tmp_path's parents are root-only):
+    for files an unprivileged client names, since the daemon reads them with
+    the client's rights."""
+    path = Path(tempfile.mkdtemp(prefix="bpfman-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def daemon() -> Iterator[DaemonProcess]:
     """A real bpfman daemon for one test (needs root)."""
     if os.geteuid() != 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -107,9 +108,10 @@ def test_read_only_grant(read_only: DaemonProcess, bpf_program: Callable[..., Pa
 
 
 def test_own_scope_lets_an_app_manage_only_its_programs(
-    own_scope: DaemonProcess, bpf_program: Callable[..., Path]
+    own_scope: DaemonProcess, bpf_program: Callable[..., Path], public_tmp_path: Path
 ) -> None:
-    obj = bpf_program("tp_counter")
+    # The daemon reads the object with nobody's rights: put it where nobody can.
+    obj = Path(shutil.copy(bpf_program("tp_counter"), public_tmp_path))
     selector = [{"name": "count_getpid", "type": "tracepoint"}]
     [roots] = own_scope.client().call("program.load", {"path": str(obj), "programs": selector,
                                                         })["programs"]

@@ -28,9 +28,8 @@ methods = ["program.load", "program.attach", "program.unload", "map.get"]
 """
 
 
-def test_unprivileged_counter_app(veth: VethPair, tmp_path: Path) -> None:
-    obj = compile_bpf(EXAMPLE / "xdp_counter.bpf.c", tmp_path)
-    os.chmod(tmp_path, 0o755)
+def test_unprivileged_counter_app(veth: VethPair, public_tmp_path: Path) -> None:
+    obj = compile_bpf(EXAMPLE / "xdp_counter.bpf.c", public_tmp_path)
     with running_daemon(POLICY) as d:
         os.chmod(d.root, 0o755)
         app = subprocess.Popen(

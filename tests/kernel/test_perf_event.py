@@ -234,14 +234,14 @@ def test_lsm_refused_with_the_reason(d: DaemonProcess, bpf_program: Callable[...
     assert "lockdown" in str(refused.value) or "LSM" in str(refused.value)
 
 
-def test_example_profiler_unprivileged(tmp_path: Path, busy: subprocess.Popen[bytes]) -> None:
+def test_example_profiler_unprivileged(public_tmp_path: Path,
+                                       busy: subprocess.Popen[bytes]) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to run the daemon")
     policy = ('[daemon]\nsocket_mode = "0666"\n\n[[authorization.rules]]\nusers = ["nobody"]\n'
               'scope = "own"\nmethods = ["program.load", "program.attach", "program.unload",'
               ' "map.get", "map.dump"]\n')
-    built = compile_bpf(PROFILER / "profile.bpf.c", tmp_path)
-    os.chmod(tmp_path, 0o755)
+    built = compile_bpf(PROFILER / "profile.bpf.c", public_tmp_path)
     with running_daemon(policy) as d:
         os.chmod(d.root, 0o755)
         app = subprocess.run(

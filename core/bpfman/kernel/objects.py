@@ -117,6 +117,9 @@ class LoadOptions:
     global_data: dict[str, bytes]
     bpffs: Bpffs
     reuse_maps_dir: Path | None = None
+    #: the object's bytes, already read (as the caller) from `path`, which then
+    #: only names the object: libbpf never opens the file itself.
+    data: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -154,13 +157,29 @@ def _check_readable(path: Path) -> None:
         )
 
 
+def _open_mem(path: Path, data: bytes) -> int:
+    # The name bpf_object__open_file would give (the file name up to its first
+    # dot): the internal maps (.rodata, .data, .bss) are named after it.
+    name = os.fsencode(path.name.split(".", 1)[0])
+    opts = libbpf.BpfObjectOpenOpts(sz=ctypes.sizeof(libbpf.BpfObjectOpenOpts),
+                                    object_name=name)
+    return int(libbpf.bpf_object__open_mem(data, len(data), ctypes.byref(opts)))
+
+
 @contextmanager
-def _opened(path: Path) -> Iterator[int]:
-    """bpf_object__open_file without loading; closed when the block ends."""
-    _check_readable(path)
+def _opened(path: Path, data: bytes | None = None) -> Iterator[int]:
+    """Open the object without loading (from `data` when given, else from the
+    file); closed when the block ends."""
+    if data is None:
+        _check_readable(path)
+    elif data[:4] != b"\x7fELF":
+        raise InvalidArgument(
+            f"{path} is not an ELF file (not a BPF object)", field="path", path=str(path)
+        )
     with libbpf.captured_messages() as messages:
         try:
-            obj = libbpf.bpf_object__open_file(os.fsencode(path), None)
+            obj = (libbpf.bpf_object__open_file(os.fsencode(path), None) if data is None
+                   else _open_mem(path, data))
         except SysError as exc:
             said = messages[-1].strip() if messages else describe_errno(exc.errno or 0)
             raise InvalidArgument(
@@ -262,14 +281,14 @@ def _map_spec(m: int) -> MapSpec:
     )
 
 
-def inspect_object(path: Path | str) -> ObjectSpec:
+def inspect_object(path: Path | str, data: bytes | None = None) -> ObjectSpec:
     """Programs, maps and global variables of a BPF ELF object (not loaded).
 
     :raises InvalidArgument: (field "path") unreadable, not ELF, or not a
         BPF object libbpf can open.
     """
     path = Path(path)
-    with _opened(path) as obj:
+    with _opened(path, data) as obj:
         return ObjectSpec(
             path=path,
             programs=tuple(_program_spec(p) for p in _programs(obj)),
@@ -325,7 +344,7 @@ def _reused_owner_id(options: LoadOptions) -> int:
 
 def _load(options: LoadOptions, log_size: int) -> LoadedObject:
     # `fds` closes at the end in any case; `undo` (pins) only on failure.
-    with _opened(options.path) as obj, ExitStack() as fds, ExitStack() as undo:
+    with _opened(options.path, options.data) as obj, ExitStack() as fds, ExitStack() as undo:
         by_name = {_decode(libbpf.bpf_program__name(p)): p for p in _programs(obj)}
         selected = _select_programs(options, by_name, fds)
         logs = {name: ctypes.create_string_buffer(log_size) for name in selected}

@@ -74,6 +74,14 @@ libbpf_num_possible_cpus = _bind("libbpf_num_possible_cpus", c_int, (), "neg")
 
 # --- bpf_object / bpf_program / bpf_map ---------------------------------------
 bpf_object__open_file = _bind("bpf_object__open_file", c_void_p, (c_char_p, c_void_p), "null")
+bpf_object__open_mem = _bind("bpf_object__open_mem", c_void_p, (c_char_p, c_size_t, c_void_p),
+                             "null")
+
+
+class BpfObjectOpenOpts(ctypes.Structure):
+    """The head of struct bpf_object_open_opts: libbpf reads only `sz` bytes."""
+
+    _fields_ = (("sz", c_size_t), ("object_name", c_char_p))
 bpf_object__load = _bind("bpf_object__load", c_int, (c_void_p,), "neg")
 bpf_object__close = _bind("bpf_object__close", None, (c_void_p,))
 bpf_object__btf = _bind("bpf_object__btf", c_void_p, (c_void_p,))
