@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from bpfman.api import Caller
-from bpfman.errors import NotFound, PermissionDenied, ProgramNotFound
+from bpfman.errors import InvalidArgument, NotFound, PermissionDenied, ProgramNotFound
 from bpfman.records import ProgramRecord
 from bpfman.requests import doc, program_id_field
 from bpfman.store import Store
@@ -100,9 +100,19 @@ class MapAccess:
         return program
 
     def _pin(self, program: ProgramRecord, name: str) -> Path:
-        pin = Path(program.map_pin_dir) / self.kernel.map_pin_name(name)
+        # A map name is a name, never a path: "/etc/x" or "a/../b" would
+        # otherwise reach pins outside the program's maps directory. Refused
+        # without looking at the filesystem, so the answer tells nothing about it.
+        if not name or "/" in name or "\0" in name:
+            raise InvalidArgument(f"invalid map name {name!r}: a map name, as in map.list",
+                                  field="map")
+        maps_dir = Path(program.map_pin_dir)
+        pin = maps_dir / self.kernel.map_pin_name(name)
         if not self.kernel.pin_exists(pin):
-            known = ", ".join(sorted(p.name for p in Path(program.map_pin_dir).iterdir()))
+            if not maps_dir.is_dir():
+                raise NotFound(f"the maps directory of program {program.program_id} is gone"
+                               f" ({maps_dir}; removed outside the daemon?)", map=name)
+            known = ", ".join(sorted(p.name for p in maps_dir.iterdir()))
             raise NotFound(f"program {program.program_id} has no map {name!r} (maps: {known})",
                            map=name)
         return pin
@@ -110,7 +120,11 @@ class MapAccess:
     def list(self, caller: Caller, req: MapListRequest) -> list[MapReply]:
         program = self._program(req.program_id)
         out = []
-        for pin in sorted(Path(program.map_pin_dir).iterdir()):
+        maps_dir = Path(program.map_pin_dir)
+        if not maps_dir.is_dir():
+            raise NotFound(f"the maps directory of program {program.program_id} is gone"
+                           f" ({maps_dir}; removed outside the daemon?)")
+        for pin in sorted(maps_dir.iterdir()):
             info = self.kernel.map_info_of_pin(pin)
             out.append(MapReply(name=pin.name, map_id=info.map_id, type=info.type,
                                 key_size=info.key_size, value_size=info.value_size,
