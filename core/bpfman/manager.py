@@ -270,6 +270,9 @@ class Manager:
                     f"map owner {req.map_owner_id} is not a program managed here",
                     field="map_owner_id",
                 )
+            # Sharing maps gives write access to them (map.update through
+            # the new program): only to a caller who may touch the owner.
+            self._check_owner(caller, map_owner.loaded_by_uid, f"program {req.map_owner_id}")
             reuse_dir = Path(map_owner.map_pin_dir)
 
         options = self.kernel.LoadOptions(

@@ -170,3 +170,30 @@ def test_peer_groups_come_from_the_socket() -> None:
         caller = peer_caller(a)
     assert sorted(caller.groups) == sorted(os.getgroups())
     assert caller.pid == os.getpid()
+
+
+def test_own_scope_cannot_share_someone_elses_maps(
+    own_scope: DaemonProcess, bpf_program: Callable[..., Path], public_tmp_path: Path
+) -> None:
+    obj = Path(shutil.copy(bpf_program("tp_counter"), public_tmp_path))
+    selector = [{"name": "count_getpid", "type": "tracepoint"}]
+    client = own_scope.client()
+    [roots] = client.call("program.load", {"path": str(obj), "programs": selector})["programs"]
+    try:
+        # Sharing root's maps would let nobody write them through its own program.
+        denied = as_nobody(own_scope, "program.load", {
+            "path": str(obj), "programs": selector, "map_owner_id": roots["program_id"]})
+        assert denied["code"] == 1500 and denied["data"]["owner_uid"] == 0, denied
+        assert [p["program_id"] for p in client.call("program.list", {})] == [
+            roots["program_id"]]
+        # Its own program's maps it may share.
+        [mine] = as_nobody(own_scope, "program.load", {
+            "path": str(obj), "programs": selector})["result"]["programs"]
+        [shared] = as_nobody(own_scope, "program.load", {
+            "path": str(obj), "programs": selector,
+            "map_owner_id": mine["program_id"]})["result"]["programs"]
+        assert shared["map_owner_id"] == mine["map_owner_id"]
+        for p in (shared, mine):
+            assert as_nobody(own_scope, "program.unload", {"program_id": p["program_id"]})
+    finally:
+        client.call("program.unload", {"program_id": roots["program_id"]})
