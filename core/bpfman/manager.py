@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 import bpfman
-from bpfman import callerfiles, convert
+from bpfman import callerfiles, convert, grants
 from bpfman.api import Caller
 from bpfman.bpffs import Bpffs
 from bpfman.config import Config
@@ -150,6 +150,19 @@ class Manager:
             raise PermissionDenied(f"{what} belongs to uid {owner_uid}, not to uid {caller.uid}",
                                    owner_uid=owner_uid)
 
+    def _kernel_types(self) -> list[tuple[str, str]]:
+        return [(name, o.spec.kernel_prog_type) for name, o in self.registry.kinds.items()]
+
+    def _check_reach(self, caller: Caller, ctx: HookContext, owner: KindOwner,
+                     program: ProgramRecord, params: Any) -> None:
+        """The caller's grant bounds what this attach touches (bpfman.grants)."""
+        if caller.grants is None:
+            return
+        reach = self._call(program.type, "bpfman_attach_reach", ctx=ctx, program=program,
+                           params=params)
+        grants.check_attach(caller, caller.grants, program.type,
+                            owner.spec.kernel_prog_type, reach)
+
     def _program(self, program_id: int) -> ProgramRecord:
         record = self.store.get_program(program_id)
         if record is None:
@@ -243,6 +256,9 @@ class Manager:
         names = [sel.name for sel in req.programs]
         if len(set(names)) != len(names):
             raise InvalidArgument("a program name appears twice", field="programs")
+        grants.check_load(caller, caller.grants,
+                          [(sel.type, o.spec.kernel_prog_type)
+                           for sel, o in zip(req.programs, owners, strict=True)])
 
         spec = self.kernel.inspect_object(Path(req.path), data)
         by_name = {p.name: p for p in spec.programs}
@@ -285,6 +301,9 @@ class Manager:
             bpffs=self.bpffs,
             reuse_maps_dir=reuse_dir,
             data=data,
+            # A caller not granted tracing types may not read memory through
+            # the daemon's CAP_PERFMON either.
+            kernel_reads=grants.may_trace(caller.grants, self._kernel_types()),
         )
         records: list[ProgramRecord] = []
         with ExitStack() as undo:
@@ -375,6 +394,7 @@ class Manager:
             ctx = self._ctx(owner, undo)
             self._call(program.type, "bpfman_validate_attach", ctx=ctx, program=program,
                        params=params)
+            self._check_reach(caller, ctx, owner, program, params)
             point = self._call(program.type, "bpfman_attach_point", program=program,
                                params=params)
             if point is None:
@@ -521,6 +541,7 @@ class Manager:
                         f" link {link.link_id} is {link.type}", field="program_id")
                 program = replacement
                 updated = attrs.evolve(updated, program_id=replacement.program_id)
+            self._check_reach(caller, ctx, owner, program, params)
             dirty = self._mark_dirty(link.attach_point, owner)
             with self._unmark_on_failure(dirty, undo), self.store.transaction():
                 if owner.spec.multiprog:

@@ -181,6 +181,32 @@ def running_daemon(config_text: str = "", log_level: str = "debug") -> Iterator[
     finally:
         daemon.cleanup()
 
+NOBODY = 65534
+_CALL_AS = """
+import json, sys
+from bpfman.client import Client, RpcError
+try:
+    print(json.dumps({"result": Client(sys.argv[3]).call(sys.argv[1], json.loads(sys.argv[2]))}))
+except RpcError as e:
+    print(json.dumps({"code": e.code, "message": e.message, "data": e.data}))
+"""
+
+
+def call_as(d: DaemonProcess, method: str, params: dict[str, Any] | None = None, *,
+            uid: int = NOBODY, gid: int = NOBODY,
+            extra_groups: list[int] | None = None) -> dict[str, Any]:
+    """Call `method` from a real process running as `uid` (with only
+    `extra_groups` as supplementary groups), so the daemon sees that peer:
+    ``{"result": ...}`` or the error as ``{"code", "message", "data"}``."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CALL_AS, method, json.dumps(params or {}), str(d.socket)],
+        user=uid, group=gid, extra_groups=extra_groups or [], capture_output=True, text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
 
 @pytest.fixture
 def public_tmp_path() -> Iterator[Path]:
