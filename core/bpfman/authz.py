@@ -7,7 +7,7 @@ names, groups) and method patterns (``fnmatch``: ``program.*``, ``*``), and
 ``scope = "own"`` limits mutations of existing programs and links to those
 the caller created (the uid that loaded or attached them). A rule's bounds
 (``program_types``, ``netns``, ``interfaces``, ``min_priority``,
-``as_caller``) limit what its loads and attaches reach: see `bpfman.grants`.
+``as_caller``, ``program_metadata``) limit what its loads and attaches reach: see `bpfman.grants`.
 
     [[authorization.rules]]          # the default policy
     groups = ["bpfman"]
@@ -60,12 +60,14 @@ class Rule:
     interfaces: list[str] = attrs.field(factory=list)
     min_priority: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     as_caller: bool = True
+    program_metadata: dict[str, str] = attrs.field(factory=dict)
 
     def bounds(self) -> Bounds:
         return Bounds(
             program_types=None if self.program_types is None else tuple(self.program_types),
             netns=tuple(self.netns), interfaces=tuple(self.interfaces),
             min_priority=self.min_priority, as_caller=self.as_caller,
+            program_metadata=tuple(sorted(self.program_metadata.items())),
         )
 
 

@@ -18,6 +18,9 @@ what those calls may touch (see docs/security.md for the config):
 - ``as_caller``: files, processes and cgroups an attach reaches are checked
   with the caller's own rights (read the file, ptrace the process, write the
   cgroup directory). ``false`` lends the daemon's rights: root-equivalent.
+- ``program_metadata``: only programs whose metadata has these key/value
+  pairs (e.g. one Kubernetes application's, ``bpfman.io/ProgramName``) are
+  visible and reachable: listed, read, their maps, their links.
 
 Each check runs as the caller where the kernel can decide (files, cgroups:
 see `callerfiles`) and by the kernel's own rules where it cannot (a process
@@ -32,7 +35,7 @@ import fnmatch
 import glob
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -62,6 +65,10 @@ class Bounds:
     interfaces: tuple[str, ...] = ()
     min_priority: int = 0
     as_caller: bool = True
+    program_metadata: tuple[tuple[str, str], ...] = ()
+
+    def selects(self, metadata: Mapping[str, str]) -> bool:
+        return all(metadata.get(k) == v for k, v in self.program_metadata)
 
     @property
     def reaches_anything(self) -> bool:
@@ -114,6 +121,18 @@ class Bounds:
             if pattern != HOST and ident in _identities(pattern):
                 return None
         return f"network namespace {where} is not granted (owned by uid {owner})"
+
+
+def selects(caller: Caller, metadata: Mapping[str, str]) -> bool:
+    """Whether one of the caller's grants reaches a program with `metadata`."""
+    return caller.grants is None or any(g.selects(metadata) for g in caller.grants)
+
+
+def check_program(caller: Caller, program_id: int, metadata: Mapping[str, str]) -> None:
+    """Raise PermissionDenied unless the caller's grants reach this program."""
+    if not selects(caller, metadata):
+        raise PermissionDenied(f"program {program_id} is not among the programs granted to"
+                               f" uid {caller.uid}", program_id=program_id)
 
 
 def check_load(caller: Caller, grants: Sequence[Bounds] | None,

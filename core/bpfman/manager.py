@@ -169,6 +169,12 @@ class Manager:
             raise ProgramNotFound(program_id)
         return record
 
+    def _granted_program(self, caller: Caller, program_id: int) -> ProgramRecord:
+        """A program the caller's grants reach (`program_metadata` bounds)."""
+        record = self._program(program_id)
+        grants.check_program(caller, program_id, record.metadata)
+        return record
+
     def _kernel_info(self, program_id: int) -> KernelProgramInfo | None:
         try:
             return self.kernel.program_info(program_id)
@@ -281,6 +287,8 @@ class Manager:
         reuse_dir: Path | None = None
         if req.map_owner_id is not None:
             map_owner = self.store.get_program(req.map_owner_id)
+            if map_owner is not None:
+                grants.check_program(caller, map_owner.program_id, map_owner.metadata)
             if map_owner is None:
                 raise InvalidArgument(
                     f"map owner {req.map_owner_id} is not a program managed here",
@@ -349,7 +357,7 @@ class Manager:
 
         The object's maps are removed with the last program using them.
         """
-        program = self._program(req.program_id)
+        program = self._granted_program(caller, req.program_id)
         self._check_owner(caller, program.loaded_by_uid, f"program {program.program_id}")
         links = self.store.list_links(program_id=program.program_id)
         for link in links:
@@ -385,7 +393,7 @@ class Manager:
         AttachTargetNotFound, KernelFeatureMissing, KernelError, PluginFailed.
         Kernel state on error: nothing attached, no pins left.
         """
-        program = self._program(req.program_id)
+        program = self._granted_program(caller, req.program_id)
         self._check_owner(caller, program.loaded_by_uid, f"program {program.program_id}")
         owner = self._owner(program.type, "program_id")
         self._require_features(owner)
@@ -516,7 +524,7 @@ class Manager:
         if link is None:
             raise LinkNotFound(req.link_id)
         self._check_owner(caller, link.owner_uid, f"link {link.link_id}")
-        program = self._program(link.program_id)
+        program = self._granted_program(caller, link.program_id)
         owner = self._owner(link.type, "link_id")
         params = self.structure_params(owner, {**link.params, **req.params})
         with ExitStack() as undo:
@@ -532,7 +540,7 @@ class Manager:
                 metadata=link.metadata if req.metadata is None else dict(req.metadata),
             )
             if req.program_id is not None and req.program_id != link.program_id:
-                replacement = self._program(req.program_id)
+                replacement = self._granted_program(caller, req.program_id)
                 self._check_owner(caller, replacement.loaded_by_uid,
                                   f"program {replacement.program_id}")
                 if replacement.type != link.type:
@@ -595,7 +603,7 @@ class Manager:
         if link is None:
             raise LinkNotFound(req.link_id)
         self._check_owner(caller, link.owner_uid, f"link {link.link_id}")
-        self._detach_link(self._program(link.program_id), link)
+        self._detach_link(self._granted_program(caller, link.program_id), link)
         return OkReply()
 
     # -- queries --------------------------------------------------------------
@@ -603,9 +611,11 @@ class Manager:
     def get_program(self, caller: Caller, req: ProgramIdRequest) -> ProgramReply:
         record = self.store.get_program(req.program_id)
         if record is not None:
+            grants.check_program(caller, record.program_id, record.metadata)
             return self._program_reply(record)
         info = self._kernel_info(req.program_id)
-        if info is None:
+        # Programs outside the store have no metadata: not for metadata-bound grants.
+        if info is None or not grants.selects(caller, {}):
             raise ProgramNotFound(req.program_id)
         return _unmanaged_reply(info)
 
@@ -616,6 +626,7 @@ class Manager:
             r for r in records
             if (req.type is None or r.type == req.type)
             and all(r.metadata.get(k) == v for k, v in req.metadata.items())
+            and grants.selects(caller, r.metadata)
         ]
         # Bulk reads: one links query and one stats read for the whole listing.
         links = self.store.link_ids_by_program()
@@ -624,7 +635,7 @@ class Manager:
             self._reply_of(r, links.get(r.program_id, []), live.get(r.program_id))
             for r in records
         ]
-        if req.all and not req.metadata:
+        if req.all and not req.metadata and grants.selects(caller, {}):
             # Managed programs' info was read above: open only the others.
             others = (i for i in self.kernel.program_ids() if i not in managed_ids)
             for info in self.kernel.programs_info(others).values():

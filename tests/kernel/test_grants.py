@@ -108,12 +108,12 @@ def test_memory_reading_helpers_need_a_tracing_grant(objects: Callable[..., Path
 
 
 def test_namespaces_by_identity_and_ownership(objects: Callable[..., Path], veth: VethPair,
-                                              sleeper: Callable[[int], int]) -> None:
+                                              host_veth: str) -> None:
     obj = objects("xdp_counter")
     with granted() as d:
         prog = loaded(load(d, obj, "xdp_counter", "xdp"))
         denied(attach(d, prog, iface=veth.if_b, netns=veth.netns_b), "not granted", "uid 0")
-        denied(attach(d, prog, iface="lo"), "interface lo", "not granted")
+        denied(attach(d, prog, iface=host_veth), f"interface {host_veth}", "not granted")
         # A namespace nobody made (through its own user namespace) is its own.
         holder = subprocess.Popen(["unshare", "-Urn", "sleep", "120"], user=NOBODY,
                                   group=NOBODY, extra_groups=[])
@@ -138,9 +138,10 @@ def test_namespaces_by_identity_and_ownership(objects: Callable[..., Path], veth
 
 
 @pytest.fixture
-def dummy() -> Iterator[str]:
+def host_veth() -> Iterator[str]:
     """An interface of the test's own in the daemon's namespace (one end of a
-    veth pair: this kernel has no dummy driver)."""
+    veth pair, the other is the name + "p"; this kernel has no dummy driver).
+    Never the machine's own interfaces: a regression would attach to them."""
     name = f"pbg{os.getpid() % 100000}"
     subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"],
                    check=True)
@@ -150,12 +151,12 @@ def dummy() -> Iterator[str]:
         subprocess.run(["ip", "link", "del", name], check=False)
 
 
-def test_host_interfaces_and_priority(objects: Callable[..., Path], dummy: str) -> None:
-    with granted('interfaces = ["pbg*"]\nmin_priority = 500\n') as d:
+def test_host_interfaces_and_priority(objects: Callable[..., Path], host_veth: str) -> None:
+    with granted(f'interfaces = ["{host_veth}"]\nmin_priority = 500\n') as d:
         prog = loaded(load(d, objects("xdp_counter"), "xdp_counter", "xdp"))
-        denied(attach(d, prog, iface="lo", priority=600), "interface lo")
-        denied(attach(d, prog, iface=dummy, priority=100), "priority 100", "500")
-        link = attach(d, prog, iface=dummy, priority=600)
+        denied(attach(d, prog, iface=f"{host_veth}p", priority=600), f"interface {host_veth}p")
+        denied(attach(d, prog, iface=host_veth, priority=100), "priority 100", "500")
+        link = attach(d, prog, iface=host_veth, priority=600)
         assert "result" in link, link
         link_id = link["result"]["link_id"]
         denied(call_as(d, "link.update", {"link_id": link_id, "params": {"priority": 0}}),
@@ -205,3 +206,37 @@ def test_cgroups_must_be_delegated_to_the_caller(objects: Callable[..., Path]) -
             d.client().call("program.unload", {"program_id": prog})
     finally:
         group.rmdir()
+
+
+def test_program_metadata_bounds_what_is_visible_and_reachable(
+    objects: Callable[..., Path]
+) -> None:
+    """The Kubernetes map-access rule: one application's programs and maps only."""
+    bounds = 'program_metadata = { "bpfman.io/ProgramName" = "app-a" }\n'
+    reads = '"program.list", "program.get", "map.list", "map.get", "map.dump"'
+    with granted(bounds, methods=reads) as d:
+        obj = objects("xdp_counter")
+        ids = {}
+        for app in ("app-a", "app-b"):
+            [prog] = d.client().call("program.load", {
+                "path": str(obj), "programs": [{"name": "xdp_counter", "type": "xdp"}],
+                "metadata": {"bpfman.io/ProgramName": app}})["programs"]
+            ids[app] = prog["program_id"]
+        listed = call_as(d, "program.list", {"all": True})["result"]
+        assert [p["program_id"] for p in listed] == [ids["app-a"]]
+        key = "00000000"
+        mine = call_as(d, "map.get", {"program_id": ids["app-a"], "map": "xdp_counts",
+                                      "key": key})
+        assert "result" in mine, mine
+        for method, params in [
+            ("program.get", {"program_id": ids["app-b"]}),
+            ("map.get", {"program_id": ids["app-b"], "map": "xdp_counts", "key": key}),
+            ("map.dump", {"program_id": ids["app-b"], "map": "xdp_counts"}),
+            ("map.list", {"program_id": ids["app-b"]}),
+        ]:
+            denied(call_as(d, method, params), "not among the programs granted")
+        # Programs outside the store (no metadata) are not visible either.
+        everything = d.client().call("program.list", {"all": True})
+        for other in [p for p in everything if not p["managed"]][:3]:
+            reply = call_as(d, "program.get", {"program_id": other["program_id"]})
+            assert reply.get("code") == 1100, reply  # as if it did not exist
