@@ -168,7 +168,7 @@ async def run(
                 functools.partial(
                     serve_rpc, listeners, methods, max_line=d.max_request_bytes,
                     limits=ConnectionLimits(d.max_connections, d.read_timeout_seconds,
-                                            d.send_timeout_seconds),
+                                            d.send_timeout_seconds, d.max_connections_per_uid),
                 )
             )
             log.info("serving on %s (bpffs %s, state %s)", where, d.bpffs, d.state_dir)
