@@ -714,11 +714,23 @@ class Manager:
                 lost.append((program, links))
                 drifts.append(Drift(f"program {program.program_id} ({program.name})", problem,
                                     "record and its links removed"))
+            unpinned_chains = set()
             for link in self.store.list_links():
                 if not self.kernel.pin_exists(link.pin_path):
                     self.store.delete_link(link.link_id)
+                    owner = self.registry.kinds.get(link.type)
+                    if owner is not None and owner.spec.multiprog:
+                        # A dispatcher may still run the program (spliced in,
+                        # or attached alone): rebuild the chain without it.
+                        unpinned_chains.add((link.attach_point, link.type))
+                        action = "record removed; its chain rebuilt without it"
+                    else:
+                        action = "record removed"
                     drifts.append(Drift(f"link {link.link_id}", "pin missing (detached outside "
-                                        "the daemon)", "record removed"))
+                                        "the daemon)", action))
+            for attach_point, kind in unpinned_chains:
+                self.store.mark_dirty(attach_point, kind)
+            drifts.extend(self._repin_missing_maps())
             drifts.extend(self._remove_orphan_pins())
         if lost and self.config.daemon.lost_programs == "restore":
             drifts.extend(self._restore(lost))
@@ -816,6 +828,31 @@ class Manager:
             return self.kernel.program_id_of_pin(Path(pin))
         except (OSError, BpfmanError):
             return None
+
+    def _repin_missing_maps(self) -> list[Drift]:
+        """A maps directory removed by hand: the programs still hold their
+        maps in the kernel, so pin them there again (map.* works again)."""
+        drifts = []
+        users: dict[str, list[ProgramRecord]] = {}
+        for program in self.store.list_programs():
+            users.setdefault(program.map_pin_dir, []).append(program)
+        for directory, programs in sorted(users.items()):
+            if Path(directory).is_dir():
+                continue
+            map_ids = []
+            for p in programs:
+                info = self._kernel_info(p.program_id)
+                map_ids += info.map_ids if info else []
+            subject = f"maps of program {programs[0].map_owner_id}"
+            try:
+                names = self.kernel.repin_maps(map_ids, Path(directory))
+            except (OSError, BpfmanError) as exc:
+                drifts.append(Drift(subject, "maps directory missing",
+                                    f"could not be pinned again ({exc}); map.* reports it"))
+                continue
+            drifts.append(Drift(subject, "maps directory missing",
+                                f"pinned again from the kernel: {', '.join(names) or 'none'}"))
+        return drifts
 
     def _remove_orphan_pins(self) -> list[Drift]:
         drifts = []

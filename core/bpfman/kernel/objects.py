@@ -138,6 +138,27 @@ class LoadedObject:
 # --- helpers ---------------------------------------------------------------------
 
 
+def repin_maps(map_ids: list[int], directory: Path) -> list[str]:
+    """Pin the maps with these ids in `directory` again, by the kernel's map
+    names (a maps directory removed by hand, while the programs still hold
+    the maps). Returns the pin names. The kernel keeps at most 15
+    characters of a name: a longer map name comes back truncated.
+    """
+    names = []
+    for map_id in sorted(set(map_ids)):
+        with kernel_errors("bpf_map_get_fd_by_id", map_id=map_id):
+            fd = libbpf.bpf_map_get_fd_by_id(map_id)
+        try:
+            info = BpfMapInfo()
+            pins.object_info(fd, info, "bpf_obj_get_info_by_fd(map)")
+            name = map_pin_name(info.name.decode(errors="replace"))
+            pins.pin_fd(fd, directory / name)
+            names.append(name)
+        finally:
+            os.close(fd)
+    return names
+
+
 def map_pin_name(map_name: str) -> str:
     """bpffs names may not contain '.', so internal maps such as
     "tp_count.rodata" are pinned as "tp_count_rodata"."""
@@ -530,7 +551,6 @@ MEMORY_READING_HELPERS = {
     158: "bpf_get_current_task_btf", 175: "bpf_task_pt_regs", 177: "bpf_trace_vprintk",
 }
 _BPF_CALL = 0x85  # BPF_JMP | BPF_CALL
-_BTF_KIND_DATASEC = 15
 
 
 class _Insn(ctypes.Structure):
@@ -549,7 +569,7 @@ def refuse_memory_reads(obj: int, selected: dict[str, int]) -> None:
     btf = libbpf.bpf_object__btf(obj)
     try:
         ksyms = bool(btf) and libbpf.btf__find_by_name_kind(
-            btf, b".ksyms", _BTF_KIND_DATASEC) >= 0
+            btf, b".ksyms", BTF_KIND_DATASEC) >= 0
     except SysError:  # ENOENT: no such section
         ksyms = False
     if ksyms:
