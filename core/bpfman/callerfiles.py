@@ -97,24 +97,6 @@ def check_readable(path: str, caller: Caller, *, field: str) -> None:
     os.close(open_as(path, caller, field=field))
 
 
-def check_writable_dir(path: str, caller: Caller, *, field: str) -> None:
-    """Raise InvalidArgument unless `caller` may write into directory `path`
-    (for a cgroup: the caller was delegated that cgroup)."""
-    try:
-        if caller.uid == 0:
-            ok = os.access(path, os.W_OK | os.X_OK)
-        else:
-            # effective_ids: faccessat(AT_EACCESS) checks the thread's fsuid.
-            with _as_caller(caller):
-                ok = os.access(path, os.W_OK | os.X_OK, effective_ids=True)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot check {path}: {exc.strerror}", field=field,
-                              path=path) from None
-    if not ok:
-        raise InvalidArgument(f"uid {caller.uid} may not write to {path}", field=field,
-                              path=path)
-
-
 def read_file(path: str, caller: Caller, *, limit: int = MAX_OBJECT_BYTES,
               field: str = "path") -> bytes:
     """The bytes of the regular file `path`, opened as `caller`.

@@ -16,7 +16,7 @@ what those calls may touch (see docs/security.md for the config):
   owns is always allowed: the caller could do the same there itself.
 - ``min_priority``: the earliest place it may take in a shared chain.
 - ``as_caller``: files, processes and cgroups an attach reaches are checked
-  with the caller's own rights (read the file, ptrace the process, write the
+  with the caller's own rights (read the file, ptrace the process, own the
   cgroup directory). ``false`` lends the daemon's rights: root-equivalent.
 - ``program_metadata``: only programs whose metadata has these key/value
   pairs (e.g. one Kubernetes application's, ``bpfman.io/ProgramName``) are
@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from bpfman.api import Caller
-from bpfman.callerfiles import check_readable, check_writable_dir, open_as
+from bpfman.callerfiles import check_readable, open_as
 from bpfman.errors import BpfmanError, PermissionDenied
 from bpfman.records import Reach
 
@@ -173,16 +173,27 @@ def _as_caller_refusal(caller: Caller, reach: Reach) -> str | None:
     try:
         for path in reach.files:
             check_readable(path, caller, field="params")
-        for path in reach.cgroups:
-            check_writable_dir(path, caller, field="params")
     except BpfmanError as exc:
         return exc.message
+    for path in reach.cgroups:
+        if not _delegated(path, caller):
+            return f"cgroup {path} is not delegated to uid {caller.uid}"
     if reach.every_process:
         return "it would observe every process, not only the caller's: give a pid"
     for pid in reach.processes:
         if not may_ptrace(caller, pid):
             return f"uid {caller.uid} may not trace process {pid}"
     return None
+
+
+def _delegated(path: str, caller: Caller) -> bool:
+    """A cgroup is the caller's when its directory is (systemd's Delegate=,
+    or an admin's chown, hands a subtree to a user that way). Ownership, not
+    a write check: the daemon may see cgroupfs read-only (its unit)."""
+    try:
+        return os.stat(path).st_uid == caller.uid
+    except OSError:
+        return False
 
 
 def may_ptrace(caller: Caller, pid: int) -> bool:

@@ -106,12 +106,15 @@ class DaemonProcess:
         self.config.write_text(config_text)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float | None = None, env: dict[str, str] | None = None) -> None:
+    def start(self, timeout: float | None = None, env: dict[str, str] | None = None,
+              prefix: list[str] | None = None) -> None:
+        """Start it; `prefix` runs it under a wrapper (e.g. ``setpriv ...``)."""
         if timeout is None:
             timeout = default_start_timeout()
-        cmd = [sys.executable, "-m", "bpfman", "daemon", "--config", str(self.config),
-               "--socket", str(self.socket), "--state-dir", str(self.state_dir),
-               "--bpffs", str(self.bpffs), "--log-level", self.log_level]
+        cmd = [*(prefix or []), sys.executable, "-m", "bpfman", "daemon",
+               "--config", str(self.config), "--socket", str(self.socket),
+               "--state-dir", str(self.state_dir), "--bpffs", str(self.bpffs),
+               "--log-level", self.log_level]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, **(env or {})})
@@ -167,19 +170,22 @@ class DaemonProcess:
 
 
 @contextlib.contextmanager
-def running_daemon(config_text: str = "", log_level: str = "debug") -> Iterator[DaemonProcess]:
-    """A started daemon, cleaned up on exit whatever happened."""
+def running_daemon(config_text: str = "", log_level: str = "debug",
+                   prefix: list[str] | None = None) -> Iterator[DaemonProcess]:
+    """A started daemon (under the wrapper command `prefix`, if given),
+    cleaned up on exit whatever happened."""
     TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="d", dir=TEST_RUN_ROOT))
     daemon = DaemonProcess(root, config_text, log_level)
     try:
-        daemon.start()
+        daemon.start(prefix=prefix)
         yield daemon
     except BaseException:
         sys.stderr.write(f"--- daemon log ({daemon.log}) ---\n{daemon.log_text()}\n")
         raise
     finally:
         daemon.cleanup()
+
 
 NOBODY = 65534
 _CALL_AS = """
