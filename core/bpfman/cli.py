@@ -18,8 +18,11 @@ or the daemon could not be reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -554,6 +557,20 @@ def _split_daemon(argv: list[str]) -> list[str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `bpfman list | head -1`: the reader left. Quietly, with the status a
+        # C tool killed by SIGPIPE gets; stdout goes nowhere so the final
+        # flush at exit does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     daemon_argv = _split_daemon(argv)
     if daemon_argv is not None:
@@ -585,11 +602,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Client(socket_path) as client:
             if method == "events.subscribe":
                 return _print_events(client, params["kinds"], output)
-            if method == "program.attach":
-                _check_type(client, args.program_id, args.type)
-            result = imagecli.call_with_progress(client, method, params)
+            try:
+                result = imagecli.call_with_progress(client, method, params)
+            except RpcError:
+                if method == "program.attach":
+                    # Explain a type mismatch if we may look (only after a
+                    # failure: attach alone needs no program.get grant).
+                    with contextlib.suppress(RpcError):
+                        _check_type(client, args.program_id, args.type)
+                raise
     except RpcError as exc:
-        print(format_error(exc), file=sys.stderr)
+        _print_error(output, format_error(exc), exc.code, exc.message, exc.data)
         return 1
     except DaemonUnreachable as exc:
         hint = (
@@ -597,15 +620,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc.cause, PermissionError)
             else "is the daemon running? (bpfman daemon, or systemctl start bpfman.socket)"
         )
-        print(f"error: {exc}\n  {hint}", file=sys.stderr)
+        _print_error(output, f"error: {exc}\n  {hint}", None, f"{exc}; {hint}", None)
         return 2
     except OSError as exc:
-        print(f"error: lost the connection to the daemon at {socket_path}: {exc}", file=sys.stderr)
+        message = f"lost the connection to the daemon at {socket_path}: {exc}"
+        _print_error(output, f"error: {message}", None, message, None)
         return 2
     text = render(method, params, result, output)
     if text:
         print(text)
     return 0
+
+
+def _print_error(output: str, text: str, code: int | None, message: str, data: Any) -> None:
+    """An error for people, or under ``-o json`` one JSON object (on stderr,
+    like the text): ``{"error": {"code", "message", "data"}}``."""
+    if output == "json":
+        text = json.dumps({"error": {"code": code, "message": message, "data": data}})
+    print(text, file=sys.stderr)
 
 
 def _print_events(client: Client, kinds: list[str], output: str) -> int:
