@@ -259,9 +259,6 @@ class Manager:
             owner = self._owner(sel.type, f"programs[{i}].type")
             self._require_features(owner)
             owners.append(owner)
-        names = [sel.name for sel in req.programs]
-        if len(set(names)) != len(names):
-            raise InvalidArgument("a program name appears twice", field="programs")
         grants.check_load(caller, caller.grants,
                           [(sel.type, o.spec.kernel_prog_type)
                            for sel, o in zip(req.programs, owners, strict=True)])
