@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpfman", parents=[common], description="Manage eBPF programs through bpfmand."
     )
-    parser.add_argument("--version", action="version", version=f"bpfman {bpfman.__version__}")
+    parser.add_argument("--version", action="version", version=VERSION_TEXT)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
@@ -570,8 +570,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
+VERSION_TEXT = f"bpfman {bpfman.__version__}"
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # before building every subcommand's parser
+        print(VERSION_TEXT)
+        return 0
     daemon_argv = _split_daemon(argv)
     if daemon_argv is not None:
         from bpfman import daemon  # the client side never imports the daemon's stack
