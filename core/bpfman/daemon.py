@@ -165,6 +165,11 @@ async def run(
         methods = method_table(manager, lane)
         _tune_gc()
         listeners = listeners_from_systemd()
+        if listeners and (d.socket_group or d.socket_mode != "0660"):
+            # The inherited socket is systemd's: its mode and group are set in
+            # bpfman.socket, and the daemon cannot change them (no CAP_CHOWN).
+            log.warning("socket activation: socket_mode/socket_group in the config do not"
+                        " apply; set SocketMode=/SocketGroup= in bpfman.socket instead")
         where = "an inherited socket (socket activation)" if listeners else str(d.socket)
         if listeners is None:
             listeners = [

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,11 @@ def _indented_blocks(text: str) -> list[str]:
 @pytest.mark.parametrize("page", ["README.md", "docs/security.md"])
 def test_every_rule_shown_in_the_docs_is_a_valid_config(tmp_path: Path, page: str) -> None:
     text = (Path(__file__).parents[2] / page).read_text()
-    rules = [b for b in _indented_blocks(text) if b.startswith(("[[authorization.rules]]",
-                                                                  "[daemon]"))]
+    blocks = _indented_blocks(text)
+    rules = [b for b in blocks if b.startswith(("[[authorization.rules]]", "[daemon]"))]
+    # ...and files written by a shell step: cat > /etc/bpfman/bpfman.toml <<'EOF'
+    for block in blocks:
+        rules += re.findall(r"bpfman\.toml <<'EOF'\n(.*?)\nEOF", block, re.S)
     assert rules, f"no config examples found in {page}"
     for block in rules:
         config = tmp_path / "bpfman.toml"
