@@ -604,6 +604,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     socket_path = getattr(args, "socket", None) or default_socket_path()
     # `call` is the raw escape hatch: its result is always printed as JSON.
     output = "json" if args.command == "call" else getattr(args, "output", "table")
+    errors_as = getattr(args, "output", "table")  # JSON errors only when asked for
     try:
         with Client(socket_path) as client:
             if method == "events.subscribe":
@@ -618,7 +619,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         _check_type(client, args.program_id, args.type)
                 raise
     except RpcError as exc:
-        _print_error(output, format_error(exc), exc.code, exc.message, exc.data)
+        _print_error(errors_as, format_error(exc), exc.code, exc.message, exc.data)
         return 1
     except DaemonUnreachable as exc:
         hint = (
@@ -626,11 +627,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc.cause, PermissionError)
             else "is the daemon running? (bpfman daemon, or systemctl start bpfman.socket)"
         )
-        _print_error(output, f"error: {exc}\n  {hint}", None, f"{exc}; {hint}", None)
+        _print_error(errors_as, f"error: {exc}\n  {hint}", None, f"{exc}; {hint}", None)
         return 2
     except OSError as exc:
         message = f"lost the connection to the daemon at {socket_path}: {exc}"
-        _print_error(output, f"error: {message}", None, message, None)
+        _print_error(errors_as, f"error: {message}", None, message, None)
         return 2
     text = render(method, params, result, output)
     if text:

@@ -197,6 +197,9 @@ class ConnectionLimits:
     :ivar max_connections_per_uid: connections one uid may hold, checked
         first, so no uid can take the global allowance from the others
         (event subscriptions count like any connection).
+    :ivar requests_per_uid: requests (a batch is one) of one uid other than
+        root answered at once; the others of that uid wait their turn, so
+        many connections give a uid no more of the event loop than a few.
     :ivar read_timeout: seconds a connection may take to send a whole request
         line, counted from the previous response (idle and slow clients alike);
         connections with an event subscription are exempt.
@@ -208,6 +211,7 @@ class ConnectionLimits:
     read_timeout: float = 300.0
     send_timeout: float = 30.0
     max_connections_per_uid: int = 32
+    requests_per_uid: int = 4
 
 
 class TooManyConnections(jsonrpc.ProtocolError):
@@ -240,6 +244,13 @@ async def serve_rpc(
     """
     # Connections being served, per uid (one trio thread: no lock needed).
     by_uid: collections.Counter[int] = collections.Counter()
+    # Requests being answered at once, per uid: a uid flooding from many
+    # connections takes turns with itself, not with everyone else.
+    # Root is not limited (outside the threat model; its tools may wait on
+    # one request while making others).
+    turns: dict[int, trio.CapacityLimiter] = collections.defaultdict(
+        lambda: trio.CapacityLimiter(limits.requests_per_uid))
+    turns[0] = trio.CapacityLimiter(math.inf)
 
     async def refuse(stream: trio.SocketStream, message: str, data: dict[str, int]) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), \
@@ -271,7 +282,7 @@ async def serve_rpc(
         by_uid[caller.uid] += 1
         try:
             await _serve_connection(stream, caller, methods=methods, max_line=max_line,
-                                    limits=limits)
+                                    limits=limits, turns=turns[caller.uid])
         finally:
             by_uid[caller.uid] -= 1
 
@@ -311,13 +322,13 @@ current_connection: ContextVar[Connection] = ContextVar("current_connection")
 
 async def _serve_connection(
     stream: trio.SocketStream, caller: Caller, *, methods: MethodTable, max_line: int,
-    limits: ConnectionLimits
+    limits: ConnectionLimits, turns: trio.CapacityLimiter
 ) -> None:
     try:
         async with trio.open_nursery() as nursery:
             connection = Connection(stream, caller, nursery, limits.send_timeout)
             current_connection.set(connection)
-            await _answer_requests(connection, methods, max_line, limits.read_timeout)
+            await _answer_requests(connection, methods, max_line, limits.read_timeout, turns)
             nursery.cancel_scope.cancel()  # the client is gone: stop its subscriptions
     except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
         log.debug("client pid=%d went away: %s", caller.pid, group.exceptions[0])
@@ -326,7 +337,8 @@ async def _serve_connection(
 
 
 async def _answer_requests(
-    connection: Connection, methods: MethodTable, max_line: int, read_timeout: float
+    connection: Connection, methods: MethodTable, max_line: int, read_timeout: float,
+    turns: trio.CapacityLimiter,
 ) -> None:
     reader = LineReader(connection.stream, max_line)
     while True:
@@ -349,7 +361,11 @@ async def _answer_requests(
                 return
             if not line.strip():
                 continue  # blank lines are keep-alives from interactive users
-            response = await jsonrpc.dispatch(line, methods, connection.caller)
+            async with turns:
+                response = await jsonrpc.dispatch(line, methods, connection.caller)
+                if response is not None:
+                    await connection.send(response)
+            continue
         if response is not None:
             await connection.send(response)
 
