@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     detach = command("detach", "detach a link")
     detach.add_argument("link_id", type=int, metavar="LINK_ID")
-    unload = command("unload", "unload a program (its links must be detached)")
+    unload = command("unload", "unload a program (its links are detached first)")
     unload.add_argument("program_id", type=int, metavar="PROGRAM_ID")
 
     lst = command("list", "list programs, or links with `list links`")
@@ -669,7 +669,7 @@ def _check_type(client: Client, program_id: int, kind: str) -> None:
     actual = program.get("type")
     if actual is not None and actual != kind:
         raise RpcError(
-            1000, f"program {program_id} is a {actual} program, not {kind}",
+            1000, f"program {program_id} has type {actual}, not {kind}",
             {"program_id": program_id, "type": actual},
         )
 

@@ -184,12 +184,14 @@ class Manager:
     def _program_reply(self, p: ProgramRecord) -> ProgramReply:
         """One program's reply, its links and live kernel info read now."""
         links = [link.link_id for link in self.store.list_links(program_id=p.program_id)]
-        return self._reply_of(p, links, self._kernel_info(p.program_id))
+        return self._reply_of(p, links, self._kernel_info(p.program_id),
+                              sorted(self.store.map_users(p.map_owner_id)))
 
     @staticmethod
-    def _reply_of(p: ProgramRecord, links: list[int],
-                  kernel: KernelProgramInfo | None) -> ProgramReply:
-        """`kernel` is None when the program is gone from the kernel."""
+    def _reply_of(p: ProgramRecord, links: list[int], kernel: KernelProgramInfo | None,
+                  map_used_by: list[int]) -> ProgramReply:
+        """`kernel` is None when the program is gone from the kernel;
+        `map_used_by`: the programs sharing its maps (itself included)."""
         return ProgramReply(
             program_id=p.program_id,
             name=p.name,
@@ -200,6 +202,8 @@ class Manager:
             global_data=p.global_data,
             map_owner_id=p.map_owner_id,
             map_pin_dir=p.map_pin_dir,
+            map_pin_path=p.map_pin_dir,
+            map_used_by=map_used_by,
             pin_path=p.pin_path,
             loaded_by_uid=p.loaded_by_uid,
             created_at=p.created_at,
@@ -276,7 +280,7 @@ class Manager:
             expected = owner.spec.kernel_prog_type
             if found.kernel_type != expected:
                 raise InvalidArgument(
-                    f"program {sel.name!r} is a {found.kernel_type} program"
+                    f"program {sel.name!r} has kernel type {found.kernel_type}"
                     f" (section {found.section!r}); type {sel.type!r} needs {expected}",
                     field=f"programs[{i}].type",
                 )
@@ -542,8 +546,8 @@ class Manager:
                                   f"program {replacement.program_id}")
                 if replacement.type != link.type:
                     raise InvalidArgument(
-                        f"program {replacement.program_id} is a {replacement.type} program;"
-                        f" link {link.link_id} is {link.type}", field="program_id")
+                        f"program {replacement.program_id} has type {replacement.type};"
+                        f" link {link.link_id} has type {link.type}", field="program_id")
                 program = replacement
                 updated = attrs.evolve(updated, program_id=replacement.program_id)
             self._check_reach(caller, ctx, owner, program, params)
@@ -617,7 +621,7 @@ class Manager:
         return _unmanaged_reply(info)
 
     def list_programs(self, caller: Caller, req: ListRequest) -> list[ProgramReply]:
-        records = self.store.list_programs()
+        all_records = records = self.store.list_programs()
         managed_ids = {r.program_id for r in records}
         records = [
             r for r in records
@@ -628,8 +632,12 @@ class Manager:
         # Bulk reads: one links query and one stats read for the whole listing.
         links = self.store.link_ids_by_program()
         live = self.kernel.programs_info(r.program_id for r in records)
+        sharing: dict[int, list[int]] = {}
+        for r in all_records:
+            sharing.setdefault(r.map_owner_id, []).append(r.program_id)
         replies = [
-            self._reply_of(r, links.get(r.program_id, []), live.get(r.program_id))
+            self._reply_of(r, links.get(r.program_id, []), live.get(r.program_id),
+                           sorted(sharing.get(r.map_owner_id, [])))
             for r in records
         ]
         if req.all and not req.metadata and grants.selects(caller, {}):
