@@ -66,6 +66,23 @@ def compile_bpf(source: Path, out_dir: Path, *, defines: dict[str, str] | None =
 TEST_RUN_ROOT = Path("/run/bpfman-test")
 
 
+def markdown_blocks(page: Path, section: str | None = None) -> list[str]:
+    """The indented (4-space) code blocks of a Markdown page, dedented, in
+    order; only those under the ``## section`` heading if one is named. For
+    tests that run the docs as a reader would."""
+    text = page.read_text()
+    if section is not None:
+        text = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("    ") or (current and not line.strip()):
+            current.append(line[4:])
+        elif current:
+            blocks.append("\n".join(current).strip())
+            current = []
+    return [b for b in blocks if b]
+
+
 def import_file(name: str, path: Path) -> ModuleType:
     """The module in file `path`, imported once under `name` (for files outside
     any package, such as tests/vm's harness or bench/; one name, one module,
