@@ -20,8 +20,10 @@ APT_PACKAGES=(
     iproute2 iputils-ping socat kmod util-linux
 )
 # Only the tests need these: a local OCI registry (started by the tests on
-# 127.0.0.1 only), an independent image client, gcc for uprobe targets.
-TEST_PACKAGES=(docker-registry skopeo gcc)
+# 127.0.0.1 only), an independent image client, gcc for uprobe targets,
+# systemd-analyze (rates the unit; systemd need not run) and useradd (the
+# README quick start test makes a throwaway user).
+TEST_PACKAGES=(docker-registry skopeo gcc systemd passwd)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
