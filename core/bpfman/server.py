@@ -310,6 +310,9 @@ class Connection:
                 await send_line(self.stream, line)
             if stuck.cancelled_caught:
                 # A client that does not read must not hold a response forever.
+                log.info("dropping the connection of uid=%d pid=%d: it read nothing for %ss%s",
+                         self.caller.uid, self.caller.pid, self.send_timeout,
+                         " (event subscriber)" if self.subscribed else "")
                 await self.stream.aclose()
                 raise trio.ClosedResourceError("client stopped reading")
 
