@@ -20,8 +20,9 @@ APT_PACKAGES=(
     iproute2 iputils-ping socat kmod util-linux
 )
 # Only the tests need these: a local OCI registry (started by the tests on
-# 127.0.0.1 only), an independent image client, gcc for uprobe targets.
-TEST_PACKAGES=(docker-registry skopeo gcc)
+# 127.0.0.1 only), an independent image client, gcc for uprobe targets,
+# systemd-analyze (systemd) to check the unit offline.
+TEST_PACKAGES=(docker-registry skopeo gcc systemd)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
