@@ -95,8 +95,11 @@ class DaemonProcess:
     so nothing it loaded survives the test even if the test failed.
     """
 
-    def __init__(self, root: Path, config_text: str = "", log_level: str = "debug") -> None:
+    def __init__(self, root: Path, config_text: str = "", log_level: str = "debug",
+                 command_prefix: list[str] | None = None) -> None:
         self.root = root
+        # Runs the daemon through a wrapper (setpriv, for the unit's capabilities).
+        self.command_prefix = command_prefix or []
         self.log_level = log_level  # debug for tests; benchmarks run the default, info
         self.socket = root / "bpfman.sock"
         self.state_dir = root / "state"
@@ -109,9 +112,10 @@ class DaemonProcess:
     def start(self, timeout: float | None = None, env: dict[str, str] | None = None) -> None:
         if timeout is None:
             timeout = default_start_timeout()
-        cmd = [sys.executable, "-m", "bpfman", "daemon", "--config", str(self.config),
-               "--socket", str(self.socket), "--state-dir", str(self.state_dir),
-               "--bpffs", str(self.bpffs), "--log-level", self.log_level]
+        cmd = [*self.command_prefix, sys.executable, "-m", "bpfman", "daemon",
+               "--config", str(self.config), "--socket", str(self.socket),
+               "--state-dir", str(self.state_dir), "--bpffs", str(self.bpffs),
+               "--log-level", self.log_level]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, **(env or {})})
@@ -167,11 +171,12 @@ class DaemonProcess:
 
 
 @contextlib.contextmanager
-def running_daemon(config_text: str = "", log_level: str = "debug") -> Iterator[DaemonProcess]:
+def running_daemon(config_text: str = "", log_level: str = "debug",
+                   command_prefix: list[str] | None = None) -> Iterator[DaemonProcess]:
     """A started daemon, cleaned up on exit whatever happened."""
     TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="d", dir=TEST_RUN_ROOT))
-    daemon = DaemonProcess(root, config_text, log_level)
+    daemon = DaemonProcess(root, config_text, log_level, command_prefix)
     try:
         daemon.start()
         yield daemon
