@@ -63,6 +63,13 @@ install_daemon() {
     local prefix=/opt/pybpfman
     make_venv "$prefix/venv" "$ROOT"
     ln -sfn "$prefix/venv/bin/bpfman" /usr/local/bin/bpfman
+    # The README, docs and examples where every user can read them (the
+    # checkout may be in root's home): the quick start copies from here.
+    install -d -m 0755 "$prefix"
+    install -m 0644 "$ROOT/README.md" "$prefix/README.md"
+    rm -rf "$prefix/docs" "$prefix/examples"
+    cp -r "$ROOT/docs" "$ROOT/examples" "$prefix/"
+    chmod -R a+rX "$prefix/docs" "$prefix/examples"
     install -d -m 0755 /etc/bpfman
     [ -e /etc/bpfman/bpfman.toml ] || install -m 0644 "$ROOT/docs/bpfman.toml.example" /etc/bpfman/bpfman.toml
     if [ -d /run/systemd/system ]; then

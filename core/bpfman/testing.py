@@ -95,11 +95,8 @@ class DaemonProcess:
     so nothing it loaded survives the test even if the test failed.
     """
 
-    def __init__(self, root: Path, config_text: str = "", log_level: str = "debug",
-                 command_prefix: list[str] | None = None) -> None:
+    def __init__(self, root: Path, config_text: str = "", log_level: str = "debug") -> None:
         self.root = root
-        # Runs the daemon through a wrapper (setpriv, for the unit's capabilities).
-        self.command_prefix = command_prefix or []
         self.log_level = log_level  # debug for tests; benchmarks run the default, info
         self.socket = root / "bpfman.sock"
         self.state_dir = root / "state"
@@ -109,10 +106,12 @@ class DaemonProcess:
         self.config.write_text(config_text)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float | None = None, env: dict[str, str] | None = None) -> None:
+    def start(self, timeout: float | None = None, env: dict[str, str] | None = None,
+              prefix: list[str] | None = None) -> None:
+        """Start it; `prefix` runs it under a wrapper (e.g. ``setpriv ...``)."""
         if timeout is None:
             timeout = default_start_timeout()
-        cmd = [*self.command_prefix, sys.executable, "-m", "bpfman", "daemon",
+        cmd = [*(prefix or []), sys.executable, "-m", "bpfman", "daemon",
                "--config", str(self.config), "--socket", str(self.socket),
                "--state-dir", str(self.state_dir), "--bpffs", str(self.bpffs),
                "--log-level", self.log_level]
@@ -172,19 +171,47 @@ class DaemonProcess:
 
 @contextlib.contextmanager
 def running_daemon(config_text: str = "", log_level: str = "debug",
-                   command_prefix: list[str] | None = None) -> Iterator[DaemonProcess]:
-    """A started daemon, cleaned up on exit whatever happened."""
+                   prefix: list[str] | None = None) -> Iterator[DaemonProcess]:
+    """A started daemon (under the wrapper command `prefix`, if given),
+    cleaned up on exit whatever happened."""
     TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="d", dir=TEST_RUN_ROOT))
-    daemon = DaemonProcess(root, config_text, log_level, command_prefix)
+    daemon = DaemonProcess(root, config_text, log_level)
     try:
-        daemon.start()
+        daemon.start(prefix=prefix)
         yield daemon
     except BaseException:
         sys.stderr.write(f"--- daemon log ({daemon.log}) ---\n{daemon.log_text()}\n")
         raise
     finally:
         daemon.cleanup()
+
+
+NOBODY = 65534
+_CALL_AS = """
+import json, sys
+from bpfman.client import Client, RpcError
+try:
+    print(json.dumps({"result": Client(sys.argv[3]).call(sys.argv[1], json.loads(sys.argv[2]))}))
+except RpcError as e:
+    print(json.dumps({"code": e.code, "message": e.message, "data": e.data}))
+"""
+
+
+def call_as(d: DaemonProcess, method: str, params: dict[str, Any] | None = None, *,
+            uid: int = NOBODY, gid: int = NOBODY,
+            extra_groups: list[int] | None = None) -> dict[str, Any]:
+    """Call `method` from a real process running as `uid` (with only
+    `extra_groups` as supplementary groups), so the daemon sees that peer:
+    ``{"result": ...}`` or the error as ``{"code", "message", "data"}``."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CALL_AS, method, json.dumps(params or {}), str(d.socket)],
+        user=uid, group=gid, extra_groups=extra_groups or [], capture_output=True, text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ CAP_SYS_PTRACE the non-root process's namespaces are out of reach.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -34,21 +33,12 @@ from xdp_support import load as xdp_load
 
 from bpfman import kernel
 from bpfman.client import RpcError
-from bpfman.testing import DaemonProcess, VethPair, running_daemon
+from bpfman.kernel._sys.caps import CAPABILITIES
+from bpfman.testing import DaemonProcess, VethPair, call_as, running_daemon
 
 NOBODY = 65534
 ARCH = {"x86_64": "x86", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 N = 25
-
-# linux/capability.h numbers, for reading CapEff from /proc/<pid>/status.
-_CAP_NAMES = (
-    "chown dac_override dac_read_search fowner fsetid kill setgid setuid setpcap"
-    " linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner"
-    " sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice"
-    " sys_resource sys_time sys_tty_config mknod lease audit_write audit_control setfcap"
-    " mac_override mac_admin syslog wake_alarm block_suspend audit_read perfmon bpf"
-    " checkpoint_restore")
-CAP_NUMBERS = {name: i for i, name in enumerate(_CAP_NAMES.split())}
 
 # Sets PR_SET_MDWE (PR_MDWE_REFUSE_EXEC_GAIN; kept across fork and exec),
 # then execs the rest of the command line.
@@ -70,16 +60,6 @@ for line in sys.stdin:
     print("done", flush=True)
 """
 
-CLIENT = """
-import json, sys
-from bpfman.client import Client, RpcError
-try:
-    print(json.dumps({"result": Client(sys.argv[1]).call(sys.argv[2], json.loads(sys.argv[3]))}))
-except RpcError as e:
-    print(json.dumps({"code": e.code, "message": e.message}))
-"""
-
-
 def sandbox(caps: list[str]) -> list[str]:
     """The command prefix that leaves root exactly `caps` (setpriv spelling)."""
     keep = ",".join(["-all", *(f"+{c}" for c in caps)])
@@ -90,7 +70,7 @@ def sandbox(caps: list[str]) -> list[str]:
 
 
 def cap_mask(caps: list[str]) -> int:
-    return sum(1 << CAP_NUMBERS[c] for c in caps)
+    return sum(1 << CAPABILITIES.index(f"CAP_{c.upper()}") for c in caps)
 
 
 def status_field(pid: int, field: str) -> str:
@@ -103,7 +83,7 @@ def status_field(pid: int, field: str) -> str:
 def sandboxed_daemon(caps: list[str]) -> Iterator[DaemonProcess]:
     rules = ('[daemon]\nsocket_mode = "0666"\n\n[[authorization.rules]]\n'
              f'uids = [{NOBODY}]\nmethods = ["program.load", "program.unload"]\n')
-    with running_daemon(rules, command_prefix=sandbox(caps)) as d:
+    with running_daemon(rules, prefix=sandbox(caps)) as d:
         os.chmod(d.root, 0o755)  # the unprivileged client reaches the socket
         yield d
 
@@ -145,13 +125,6 @@ def nobody_in_netns(veth: VethPair) -> Iterator[int]:
     finally:
         proc.kill()
         proc.wait(10)
-
-
-def as_nobody(d: DaemonProcess, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", CLIENT, str(d.socket), method,
-                          json.dumps(params)], user=NOBODY, group=NOBODY, extra_groups=[],
-                         capture_output=True, text=True, timeout=60, check=True)
-    return json.loads(out.stdout)
 
 
 def map_u64(prog: dict[str, Any], name: str, slot: int = 0) -> int:
@@ -242,19 +215,23 @@ def test_unprivileged_caller_loads_as_itself(
 ) -> None:
     # The daemon opens the caller's file with the caller's fsuid/fsgid/groups
     # (CAP_SETUID, CAP_SETGID): readable for nobody loads, root-only does not.
-    obj = Path(shutil.copy(bpf_program("tp_counter"), public_tmp_path / "tp.o"))
+    obj = Path(shutil.copy(bpf_program("xdp_counter"), public_tmp_path / "xdp.o"))
     obj.chmod(0o644)
-    selector = [{"name": "count_getpid", "type": "tracepoint"}]
-    reply = as_nobody(unit_daemon, "program.load", {"path": str(obj), "programs": selector})
+    selector = [{"name": "xdp_counter", "type": "xdp"}]
+    reply = call_as(unit_daemon, "program.load", {"path": str(obj), "programs": selector})
     assert "result" in reply, reply
     [prog] = reply["result"]["programs"]
     secret = Path(shutil.copy(obj, public_tmp_path / "secret.o"))
     secret.chmod(0o600)
-    denied = as_nobody(unit_daemon, "program.load", {"path": str(secret), "programs": selector})
-    assert "cannot read" in denied.get("message", ""), denied
-    # Root, with CAP_DAC_READ_SEARCH, still reads it.
-    load(unit_daemon, secret, "count_getpid", "tracepoint")
-    unloaded = as_nobody(unit_daemon, "program.unload", {"program_id": prog["program_id"]})
+    denied = call_as(unit_daemon, "program.load", {"path": str(secret), "programs": selector})
+    assert "Permission denied" in denied.get("message", ""), denied
+    # A root caller reads even another user's private file: CAP_DAC_READ_SEARCH
+    # (root is an ordinary user to file permissions without it).
+    theirs = Path(shutil.copy(obj, public_tmp_path / "theirs.o"))
+    os.chown(theirs, NOBODY, NOBODY)
+    theirs.chmod(0o600)
+    load(unit_daemon, theirs, "xdp_counter", "xdp")
+    unloaded = call_as(unit_daemon, "program.unload", {"program_id": prog["program_id"]})
     assert "code" not in unloaded, unloaded
 
 
@@ -270,3 +247,24 @@ def test_without_sys_ptrace_nonroot_namespaces_are_out_of_reach(
         with pytest.raises(RpcError) as err:
             attach(d, prog, target="libc", fn_name="getpid", container_pid=nobody_process.pid)
         assert "mount namespace" in err.value.message, err.value.message
+
+
+def test_everyday_work_with_maps(unit_daemon: DaemonProcess, veth: VethPair,
+                                 bpf_program: Callable[..., Path],
+                                 public_tmp_path: Path) -> None:
+    c = unit_daemon.client()
+    [xdp] = c.call("program.load", {"path": str(bpf_program("xdp_counter")),
+                                    "programs": [{"name": "xdp_counter", "type": "xdp"}]}
+                   )["programs"]
+    c.call("program.attach", {"program_id": xdp["program_id"],
+                              "params": {"iface": veth.if_b, "netns": veth.netns_b}})
+    assert veth.ping(3) == 3
+    counted = c.call("map.get", {"program_id": xdp["program_id"], "map": "xdp_counts",
+                                 "key": "00000000"})["value"]
+    assert int.from_bytes(bytes.fromhex(counted)[:8], "little") >= 3
+    obj = Path(shutil.copy(bpf_program("xdp_counter"), public_tmp_path))
+    mine = call_as(unit_daemon, "program.load", {"path": str(obj), "programs": [
+        {"name": "xdp_counter", "type": "xdp"}]})
+    assert "result" in mine, mine
+    for prog in (xdp, mine["result"]["programs"][0]):
+        c.call("program.unload", {"program_id": prog["program_id"]})
