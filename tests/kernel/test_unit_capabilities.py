@@ -1,24 +1,29 @@
 """The daemon works with exactly what packaging/bpfman.service leaves it.
 
 systemd is not PID 1 on the test machines, so the unit itself cannot run here.
-What the sandbox takes away that matters most, capabilities, is reproduced
-without systemd: the daemon runs as root under ``setpriv`` with its bounding
-and inheritable sets cut to the unit's CapabilityBoundingSet (read from the
-unit file, so the two cannot drift), with no_new_privs (NoNewPrivileges=) and
-the kernel's memory-deny-write-execute (PR_SET_MDWE, what
-MemoryDenyWriteExecute= asks for). Then every capability is exercised through
-the client: XDP in a network namespace named by a non-root process's
-/proc/<pid>/ns/net, a tracepoint, a uprobe in a non-root process's mount
-namespace, and an object loaded by an unprivileged caller (setfsuid as the
-caller). A last test shows the list is not just sufficient but used: without
-CAP_SYS_PTRACE the non-root process's namespaces are out of reach.
+What of the sandbox can break the daemon's work is reproduced without systemd,
+read from the unit file so the two cannot drift: the daemon runs as root under
+``setpriv`` with its bounding and inheritable sets cut to the unit's
+CapabilityBoundingSet, with no_new_privs (NoNewPrivileges=), the kernel's
+memory-deny-write-execute (PR_SET_MDWE, what MemoryDenyWriteExecute= asks
+for) and a seccomp filter built as systemd builds it from SystemCallFilter=,
+SystemCallErrorNumber=, RestrictAddressFamilies= and RestrictNamespaces=.
+Then every capability is exercised through the client: XDP in a network
+namespace named by a non-root process's /proc/<pid>/ns/net, a tracepoint, a
+uprobe in a non-root process's mount namespace, map reads, an object loaded by
+an unprivileged caller (setfsuid as the caller) and by root from another
+user's private file. A last test shows the list is not just sufficient but
+used: without CAP_SYS_PTRACE the non-root process is out of reach.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import platform
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging_support import unit_capabilities, unit_values
+from packaging_support import unit_capabilities, unit_syscalls, unit_values
 from xdp_support import attach as xdp_attach
 from xdp_support import load as xdp_load
 
@@ -40,14 +45,50 @@ NOBODY = 65534
 ARCH = {"x86_64": "x86", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 N = 25
 
-# Sets PR_SET_MDWE (PR_MDWE_REFUSE_EXEC_GAIN; kept across fork and exec),
-# then execs the rest of the command line.
-MDWE_EXEC = """
-import ctypes, os, sys
+# The rest of the sandbox a wrapper can apply before exec'ing the daemon
+# (argv[1]: JSON {"allow": [syscalls], "families": [AF_*], "netns": flag}):
+# PR_SET_MDWE (MemoryDenyWriteExecute=; kept across fork and exec), then a
+# seccomp filter built with libseccomp as systemd builds it:
+# SystemCallFilter= with SystemCallErrorNumber=EPERM, SystemCallArchitectures=
+# native (libseccomp's default: only this architecture), socket() only for
+# RestrictAddressFamilies=, setns() only into network namespaces
+# (RestrictNamespaces=net).
+SANDBOX_EXEC = """
+import ctypes, errno, json, os, sys
+spec = json.loads(sys.argv[1])
 libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0:
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
     sys.exit(f"PR_SET_MDWE: {os.strerror(ctypes.get_errno())}")
-os.execv(sys.argv[1], sys.argv[1:])
+sc = ctypes.CDLL("libseccomp.so.2")
+sc.seccomp_init.restype = ctypes.c_void_p
+sc.seccomp_init.argtypes = [ctypes.c_uint32]
+sc.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+sc.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                      ctypes.c_uint, ctypes.c_void_p]
+sc.seccomp_load.argtypes = [ctypes.c_void_p]
+
+class Cmp(ctypes.Structure):  # struct scmp_arg_cmp
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
+ALLOW, EQ = 0x7FFF0000, 4
+ctx = sc.seccomp_init(0x00050000 | errno.EPERM)
+def add(name, *cmps):
+    nr = sc.seccomp_syscall_resolve_name(name.encode())
+    if nr < 0:
+        return  # no such call on this architecture
+    arr = (Cmp * max(len(cmps), 1))(*cmps)
+    if sc.seccomp_rule_add_array(ctx, ALLOW, nr, len(cmps), arr) != 0:
+        sys.exit(f"seccomp_rule_add {name}")
+for name in spec["allow"]:
+    if name not in ("socket", "setns"):
+        add(name)
+for family in spec["families"]:
+    add("socket", Cmp(0, EQ, family, 0))
+add("setns", Cmp(1, EQ, spec["netns"], 0))
+if sc.seccomp_load(ctx) != 0:
+    sys.exit("seccomp_load failed")
+os.execv(sys.argv[2], sys.argv[2:])
 """
 
 # An unprivileged process that calls libc's getpid() on request (for uprobes).
@@ -61,12 +102,19 @@ for line in sys.stdin:
 """
 
 def sandbox(caps: list[str]) -> list[str]:
-    """The command prefix that leaves root exactly `caps` (setpriv spelling)."""
+    """The command prefix that leaves root exactly `caps` (setpriv spelling)
+    inside the unit's syscall filter."""
     keep = ",".join(["-all", *(f"+{c}" for c in caps)])
     assert unit_values("NoNewPrivileges") == ["yes"]
     assert unit_values("MemoryDenyWriteExecute") == ["yes"]
+    assert unit_values("SystemCallErrorNumber") == ["EPERM"]
+    assert unit_values("RestrictNamespaces") == ["net"]
+    spec = {"allow": sorted(unit_syscalls()), "netns": os.CLONE_NEWNET if hasattr(
+                os, "CLONE_NEWNET") else 0x40000000,
+            "families": [int(getattr(socket, f)) for f in
+                         unit_values("RestrictAddressFamilies")[0].split()]}
     return [shutil.which("setpriv") or "setpriv", f"--bounding-set={keep}", "--inh-caps=-all",
-            "--no-new-privs", "--", sys.executable, "-c", MDWE_EXEC]
+            "--no-new-privs", "--", sys.executable, "-c", SANDBOX_EXEC, json.dumps(spec)]
 
 
 def cap_mask(caps: list[str]) -> int:
@@ -144,13 +192,23 @@ def attach(d: DaemonProcess, prog: dict[str, Any], **params: Any) -> dict[str, A
                                               "params": params})
 
 
-def test_sandbox_harness_applies_mdwe_and_no_new_privs() -> None:
-    # The wrapper really does what the test claims, before trusting it below.
-    probe = ("import ctypes; l = ctypes.CDLL(None);"
-             " print(l.prctl(66, 0, 0, 0, 0), l.prctl(39, 0, 0, 0, 0))")  # GET_MDWE, GET_NNP
+def test_sandbox_harness_applies_what_it_claims() -> None:
+    # The wrapper really does what the test claims, before trusting it below:
+    # MDWE and no_new_privs set, a call outside the filter gets EPERM (uselib:
+    # EFAULT or ENOSYS otherwise), a family outside the list too (AF_PACKET),
+    # and bpf(2) is let through (EINVAL for a bad command, not EPERM).
+    probe = (
+        "import ctypes, socket; l = ctypes.CDLL(None, use_errno=True)\n"
+        "print(l.prctl(66, 0, 0, 0, 0), l.prctl(39, 0, 0, 0, 0))\n"
+        "l.syscall(134, None); print(ctypes.get_errno())\n"
+        "l.syscall(321, 9999, None, 0); print(ctypes.get_errno())\n"
+        "try:\n socket.socket(socket.AF_PACKET, socket.SOCK_RAW); print(0)\n"
+        "except OSError as e:\n print(e.errno)\n")
     out = subprocess.run([*sandbox(unit_capabilities()), sys.executable, "-c", probe],
-                         capture_output=True, text=True, timeout=30, check=True)
-    assert out.stdout.split() == ["1", "1"]
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", str(errno.EPERM), str(errno.EINVAL),
+                                  str(errno.EPERM)], out.stdout
 
 
 def test_daemon_holds_exactly_the_units_capabilities(unit_daemon: DaemonProcess) -> None:
