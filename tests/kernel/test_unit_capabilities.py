@@ -45,51 +45,7 @@ NOBODY = 65534
 ARCH = {"x86_64": "x86", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 N = 25
 
-# The rest of the sandbox a wrapper can apply before exec'ing the daemon
-# (argv[1]: JSON {"allow": [syscalls], "families": [AF_*], "netns": flag}):
-# PR_SET_MDWE (MemoryDenyWriteExecute=; kept across fork and exec), then a
-# seccomp filter built with libseccomp as systemd builds it:
-# SystemCallFilter= with SystemCallErrorNumber=EPERM, SystemCallArchitectures=
-# native (libseccomp's default: only this architecture), socket() only for
-# RestrictAddressFamilies=, setns() only into network namespaces
-# (RestrictNamespaces=net).
-SANDBOX_EXEC = """
-import ctypes, errno, json, os, sys
-spec = json.loads(sys.argv[1])
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
-    sys.exit(f"PR_SET_MDWE: {os.strerror(ctypes.get_errno())}")
-sc = ctypes.CDLL("libseccomp.so.2")
-sc.seccomp_init.restype = ctypes.c_void_p
-sc.seccomp_init.argtypes = [ctypes.c_uint32]
-sc.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-sc.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
-                                      ctypes.c_uint, ctypes.c_void_p]
-sc.seccomp_load.argtypes = [ctypes.c_void_p]
-
-class Cmp(ctypes.Structure):  # struct scmp_arg_cmp
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
-                ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
-
-ALLOW, EQ = 0x7FFF0000, 4
-ctx = sc.seccomp_init(0x00050000 | errno.EPERM)
-def add(name, *cmps):
-    nr = sc.seccomp_syscall_resolve_name(name.encode())
-    if nr < 0:
-        return  # no such call on this architecture
-    arr = (Cmp * max(len(cmps), 1))(*cmps)
-    if sc.seccomp_rule_add_array(ctx, ALLOW, nr, len(cmps), arr) != 0:
-        sys.exit(f"seccomp_rule_add {name}")
-for name in spec["allow"]:
-    if name not in ("socket", "setns"):
-        add(name)
-for family in spec["families"]:
-    add("socket", Cmp(0, EQ, family, 0))
-add("setns", Cmp(1, EQ, spec["netns"], 0))
-if sc.seccomp_load(ctx) != 0:
-    sys.exit("seccomp_load failed")
-os.execv(sys.argv[2], sys.argv[2:])
-"""
+UNIT_SANDBOX = Path(__file__).parents[1] / "unit_sandbox.py"
 
 # An unprivileged process that calls libc's getpid() on request (for uprobes).
 GETPID_LOOP = """
@@ -103,18 +59,22 @@ for line in sys.stdin:
 
 def sandbox(caps: list[str]) -> list[str]:
     """The command prefix that leaves root exactly `caps` (setpriv spelling)
-    inside the unit's syscall filter."""
+    inside the rest of the unit's sandbox as tests/unit_sandbox.py builds it."""
     keep = ",".join(["-all", *(f"+{c}" for c in caps)])
     assert unit_values("NoNewPrivileges") == ["yes"]
     assert unit_values("MemoryDenyWriteExecute") == ["yes"]
     assert unit_values("SystemCallErrorNumber") == ["EPERM"]
     assert unit_values("RestrictNamespaces") == ["net"]
-    spec = {"allow": sorted(unit_syscalls()), "netns": os.CLONE_NEWNET if hasattr(
-                os, "CLONE_NEWNET") else 0x40000000,
+    assert unit_values("ProtectSystem") == ["strict"]
+    # /run/bpfman is the test daemon's own directory instead (see unit_sandbox.py).
+    rw = [p.lstrip("-") for p in unit_values("ReadWritePaths")[0].split()
+          if not p.lstrip("-").startswith("/run/bpfman")]
+    spec = {"allow": sorted(unit_syscalls()), "netns": 0x40000000,  # CLONE_NEWNET
             "families": [int(getattr(socket, f)) for f in
-                         unit_values("RestrictAddressFamilies")[0].split()]}
+                         unit_values("RestrictAddressFamilies")[0].split()],
+            "rw": rw}
     return [shutil.which("setpriv") or "setpriv", f"--bounding-set={keep}", "--inh-caps=-all",
-            "--no-new-privs", "--", sys.executable, "-c", SANDBOX_EXEC, json.dumps(spec)]
+            "--no-new-privs", "--", sys.executable, str(UNIT_SANDBOX), json.dumps(spec)]
 
 
 def cap_mask(caps: list[str]) -> int:
@@ -192,23 +152,32 @@ def attach(d: DaemonProcess, prog: dict[str, Any], **params: Any) -> dict[str, A
                                               "params": params})
 
 
-def test_sandbox_harness_applies_what_it_claims() -> None:
+def test_sandbox_harness_applies_what_it_claims(tmp_path: Path) -> None:
     # The wrapper really does what the test claims, before trusting it below:
     # MDWE and no_new_privs set, a call outside the filter gets EPERM (uselib:
     # EFAULT or ENOSYS otherwise), a family outside the list too (AF_PACKET),
-    # and bpf(2) is let through (EINVAL for a bad command, not EPERM).
+    # bpf(2) is let through (EINVAL for a bad command, not EPERM); the file
+    # system is read-only but for the daemon's directories, /proc/sys too.
     probe = (
-        "import ctypes, socket; l = ctypes.CDLL(None, use_errno=True)\n"
+        "import ctypes, socket, sys; l = ctypes.CDLL(None, use_errno=True)\n"
         "print(l.prctl(66, 0, 0, 0, 0), l.prctl(39, 0, 0, 0, 0))\n"
         "l.syscall(134, None); print(ctypes.get_errno())\n"
         "l.syscall(321, 9999, None, 0); print(ctypes.get_errno())\n"
-        "try:\n socket.socket(socket.AF_PACKET, socket.SOCK_RAW); print(0)\n"
-        "except OSError as e:\n print(e.errno)\n")
-    out = subprocess.run([*sandbox(unit_capabilities()), sys.executable, "-c", probe],
+        "def err(f, *a):\n"
+        " try:\n  f(*a); return 0\n"
+        " except OSError as e:\n  return e.errno\n"
+        "print(err(socket.socket, socket.AF_PACKET, socket.SOCK_RAW))\n"
+        "print(err(open, sys.argv[2] + '/probe', 'w'))\n"
+        "print(err(open, '/var/tmp/trust-e-probe', 'w'))\n"
+        "print(err(open, '/proc/sys/kernel/perf_event_max_sample_rate', 'w'))\n")
+    out = subprocess.run([*sandbox(unit_capabilities()), sys.executable, "-c", probe,
+                          "--state-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1", str(errno.EPERM), str(errno.EINVAL),
-                                  str(errno.EPERM)], out.stdout
+                                  str(errno.EPERM), "0", str(errno.EROFS),
+                                  str(errno.EROFS)], out.stdout
+    assert not Path("/var/tmp/trust-e-probe").exists()
 
 
 def test_daemon_holds_exactly_the_units_capabilities(unit_daemon: DaemonProcess) -> None:
@@ -222,6 +191,8 @@ def test_daemon_holds_exactly_the_units_capabilities(unit_daemon: DaemonProcess)
     assert int(status_field(pid, "CapEff"), 16) == want
     assert int(status_field(pid, "CapBnd"), 16) == want
     assert status_field(pid, "NoNewPrivs") == "1"
+    assert status_field(pid, "Seccomp") == "2"  # a filter
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
     assert unit_daemon.client().call("daemon.info")
 
 
