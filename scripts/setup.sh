@@ -21,8 +21,10 @@ APT_PACKAGES=(
 )
 # Only the tests need these: a local OCI registry (started by the tests on
 # 127.0.0.1 only), an independent image client, gcc for uprobe targets,
-# systemd-analyze (systemd) to check the unit offline.
-TEST_PACKAGES=(docker-registry skopeo gcc systemd)
+# systemd-analyze (rates the unit; systemd need not run) and useradd (the
+# README quick start test makes a throwaway user).
+# libseccomp2 (a dependency of systemd): the unit's syscall filter in tests.
+TEST_PACKAGES=(docker-registry skopeo gcc systemd passwd libseccomp2)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

@@ -490,7 +490,7 @@ _RENDERERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
         ["NAME", "ID", "TYPE", "KEY", "VALUE", "MAX"],
         [[m["name"], m["map_id"], m["type"], m["key_size"], m["value_size"], m["max_entries"]]
          for m in r]),
-    "map.get": lambda r, _p: "(no such key)" if r["value"] is None else r["value"],
+    "map.get": lambda r, _p: "(no such key: exit status 1)" if r["value"] is None else r["value"],
     "map.update": lambda r, _p: f"{r['key']} = {r['value']}",
     "map.delete": lambda r, _p: f"deleted {r['key']} (was {r['value']})",
     "map.dump": lambda r, _p: format_table(
@@ -636,6 +636,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     text = render(method, params, result, output)
     if text:
         print(text)
+    # A missing key is an answer, not an error, for the API; for a shell it
+    # is a failed lookup (`bpfman map get ... || ...`).
+    if method == "map.get" and result.get("value") is None:
+        return 1
     return 0
 
 

@@ -16,25 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+from bpfman.testing import markdown_blocks
+
 ROOT = Path(__file__).parents[2]
 README = ROOT / "README.md"
 
 
-def readme_blocks() -> tuple[str, str]:
-    """(the cluster command, the shell block) of the README's Kubernetes quick start."""
-    text = README.read_text().split("## Quick start on Kubernetes\n", 1)[1].split("\n## ", 1)[0]
-    blocks, current = [], []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("    ") or (current and not line.strip()):
-            current.append(line[4:])
-        elif current:
-            blocks.append("\n".join(current).strip())
-            current = []
-    return blocks[0], blocks[1]
-
-
 def test_the_readme_kubernetes_quick_start(tmp_path: Path) -> None:
-    command, shell = readme_blocks()
+    command, shell = markdown_blocks(README, "Quick start on Kubernetes")[:2]
     assert command == "sudo .venv/bin/python scripts/k8s-local-cluster.py --nodes 2"
     kubeconfig = tmp_path / "kubeconfig"
     argv = command.split()[1:]  # we are root already: no sudo

@@ -17,27 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bpfman.testing import running_daemon
+from bpfman.testing import markdown_blocks, running_daemon
 
 ROOT = Path(__file__).parents[2]
 
 
-def quickstart_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    text = text.split("## Quick start: an unprivileged packet counter\n", 1)[1]
-    text = text.split("\n## ", 1)[0]
-    blocks, current = [], []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("    ") or (current and not line.strip()):
-            current.append(line[4:])
-        elif current:
-            blocks.append("\n".join(current).strip())
-            current = []
-    return blocks
-
-
 def test_the_readme_quick_start_as_a_real_user(tmp_path: Path) -> None:
-    setup, with_systemd, without_systemd, as_alice = quickstart_blocks()
+    setup, with_systemd, without_systemd, as_alice = markdown_blocks(
+        ROOT / "README.md", "Quick start: an unprivileged packet counter")
     assert "systemctl restart bpfman.socket bpfman.service" in with_systemd
     assert "nohup bpfman daemon" in without_systemd
     user = f"pbqs{os.getpid() % 100000}"

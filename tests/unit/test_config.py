@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from bpfman.config import ConfigError, load_config
+from bpfman.testing import markdown_blocks
 
 
 def test_defaults_and_overrides(tmp_path: Path) -> None:
@@ -40,22 +41,9 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
-def _indented_blocks(text: str) -> list[str]:
-    """The indented (4-space) blocks of a Markdown page, dedented."""
-    blocks, current = [], []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("    ") or (current and not line.strip()):
-            current.append(line[4:])
-        elif current:
-            blocks.append("\n".join(current).strip())
-            current = []
-    return [b for b in blocks if b]
-
-
 @pytest.mark.parametrize("page", ["README.md", "docs/security.md"])
 def test_every_rule_shown_in_the_docs_is_a_valid_config(tmp_path: Path, page: str) -> None:
-    text = (Path(__file__).parents[2] / page).read_text()
-    blocks = _indented_blocks(text)
+    blocks = markdown_blocks(Path(__file__).parents[2] / page)
     rules = [b for b in blocks if b.startswith(("[[authorization.rules]]", "[daemon]"))]
     # ...and files written by a shell step: cat > /etc/bpfman/bpfman.toml <<'EOF'
     for block in blocks:
