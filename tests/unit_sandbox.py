@@ -5,7 +5,7 @@ without systemd (tests/kernel/test_unit_capabilities.py).
         python unit_sandbox.py SPEC_JSON CMD...
 
 SPEC_JSON: {"allow": [syscalls], "families": [AF numbers], "netns": CLONE_NEWNET,
-"rw": [paths]}. In order, as root with the capabilities setpriv left:
+"rw": [paths], "umask": UMask=}. In order, as root with the capabilities setpriv left:
 
 1. the daemon's bpffs (``--bpffs`` in CMD) is mounted on the host, as the
    unit's ``ExecStartPre=+`` does;
@@ -20,7 +20,7 @@ SPEC_JSON: {"allow": [syscalls], "families": [AF numbers], "netns": CLONE_NEWNET
    (SystemCallErrorNumber=), this architecture only (SystemCallArchitectures=
    native, libseccomp's default), socket() only for RestrictAddressFamilies=,
    setns() only into network namespaces (RestrictNamespaces=net);
-5. exec CMD.
+5. UMask=, then exec CMD.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def main() -> None:
     file_system(cmd, spec["rw"])
     _check(_libc.prctl(65, 1, 0, 0, 0), "PR_SET_MDWE")  # PR_MDWE_REFUSE_EXEC_GAIN
     seccomp(spec["allow"], spec["families"], spec["netns"])
+    os.umask(spec["umask"])
     os.execv(cmd[0], cmd)
 
 

@@ -72,7 +72,7 @@ def sandbox(caps: list[str]) -> list[str]:
     spec = {"allow": sorted(unit_syscalls()), "netns": 0x40000000,  # CLONE_NEWNET
             "families": [int(getattr(socket, f)) for f in
                          unit_values("RestrictAddressFamilies")[0].split()],
-            "rw": rw}
+            "rw": rw, "umask": int(unit_values("UMask")[0], 8)}
     return [shutil.which("setpriv") or "setpriv", f"--bounding-set={keep}", "--inh-caps=-all",
             "--no-new-privs", "--", sys.executable, str(UNIT_SANDBOX), json.dumps(spec)]
 
@@ -192,6 +192,7 @@ def test_daemon_holds_exactly_the_units_capabilities(unit_daemon: DaemonProcess)
     assert int(status_field(pid, "CapBnd"), 16) == want
     assert status_field(pid, "NoNewPrivs") == "1"
     assert status_field(pid, "Seccomp") == "2"  # a filter
+    assert int(status_field(pid, "Umask"), 8) == int(unit_values("UMask")[0], 8)
     assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
     assert unit_daemon.client().call("daemon.info")
 
