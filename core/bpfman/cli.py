@@ -87,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     attach = command(
         "attach", "attach a loaded program",
-        epilog="TYPE options: any --key value pair after TYPE is sent as params.key "
-        "(e.g. tracepoint --tracepoint sched/sched_switch); -m KEY=VALUE sets link metadata.",
+        epilog="TYPE options: `bpfman attach PROGRAM_ID TYPE --help` lists the type's"
+        " parameters (from its plugin, typed and checked before sending); -m KEY=VALUE sets"
+        " link metadata. For a type no installed plugin knows, any --key value pair is sent"
+        " as params.key.",
     )
     attach.add_argument("program_id", type=int, metavar="PROGRAM_ID")
     attach.add_argument("type", metavar="TYPE", help="the program's type")
@@ -316,7 +318,14 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "program.load", {"path": args.path, "programs": args.programs,
                                 **load_options(args)}
     if cmd == "attach":
-        attach_params, metadata, globals_ = split_attach_options(args.options)
+        from bpfman import attachopts  # imports the plugins: only this command pays
+
+        try:
+            typed = attachopts.parse(args.type, args.options)
+        except attachopts.AttachUsageError as exc:
+            raise UsageError(str(exc)) from None
+        attach_params, metadata, globals_ = (
+            typed if typed is not None else split_attach_options(args.options))
         for key, value in globals_.items():
             setattr(args, key, value)
         params = {"program_id": args.program_id, "params": attach_params}
@@ -588,7 +597,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command == "attach" and {"-h", "--help"} & set(args.options):
-            parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0
+            from bpfman import attachopts
+
+            if attachopts.params_class(args.type) is None:
+                parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0
         if imagecli.is_local(args):  # image build, load-from-image: not one call
             return imagecli.run_local(args, getattr(args, "socket", None)
                                       or default_socket_path(), getattr(args, "output", "table"))
