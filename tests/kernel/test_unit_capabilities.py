@@ -22,11 +22,13 @@ import errno
 import json
 import os
 import platform
+import shlex
 import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ from xdp_support import load as xdp_load
 from bpfman import kernel
 from bpfman.client import RpcError
 from bpfman.kernel._sys.caps import CAPABILITIES
-from bpfman.testing import DaemonProcess, VethPair, call_as, running_daemon
+from bpfman.testing import TEST_RUN_ROOT, DaemonProcess, VethPair, call_as, running_daemon
 
 NOBODY = 65534
 ARCH = {"x86_64": "x86", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -298,3 +300,27 @@ def test_everyday_work_with_maps(unit_daemon: DaemonProcess, veth: VethPair,
     assert "result" in mine, mine
     for prog in (xdp, mine["result"]["programs"][0]):
         c.call("program.unload", {"program_id": prog["program_id"]})
+
+
+def test_exec_start_pre_mounts_the_bpffs_once() -> None:
+    # The unit's own ExecStartPre= command, run as written but for the path:
+    # it mounts a bpffs (mode 0700) and, run again (a restart), mounts nothing.
+    [pre] = [v for v in unit_values("ExecStartPre") if "mount -t bpf" in v]
+    argv = shlex.split(pre.removeprefix("+"))
+    TEST_RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="pre", dir=TEST_RUN_ROOT))
+    target = root / "fs"
+    argv = [a.replace("/run/bpfman/fs", str(target)) for a in argv]
+    try:
+        for _ in range(2):
+            subprocess.run(argv, check=True, timeout=30)
+        # mountinfo: "... mount-point options ... - fstype source ..."; stacked
+        # mounts would each have a line.
+        mounts = [line.split(" - ")[1].split()[0]
+                  for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if line.split()[4] == str(target)]
+        assert mounts == ["bpf"]
+        assert target.stat().st_mode & 0o777 == 0o700
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
