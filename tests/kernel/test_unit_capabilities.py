@@ -240,6 +240,20 @@ def test_uprobe_in_a_nonroot_process_mount_namespace(
     nobody_process.stdin.write(f"{N}\n")
     assert nobody_process.stdout.readline().strip() == "done"
     assert map_u64(prog, "entry_counts") == N
+    # With libbcc (and LLVM) mapped now: systemd's seccomp form of
+    # MemoryDenyWriteExecute= refuses any mprotect(PROT_EXEC), which text
+    # relocations or an executable stack would need (PR_SET_MDWE is laxer).
+    assert unit_daemon.proc is not None
+    maps = Path(f"/proc/{unit_daemon.proc.pid}/maps").read_text().splitlines()
+    libs = sorted({line.split()[-1] for line in maps if ".so" in line.split()[-1]})
+    assert any("libbcc" in lib for lib in libs), libs
+    for lib in libs:
+        dynamic = subprocess.run(["readelf", "-dW", lib], capture_output=True, text=True,
+                                 check=True).stdout
+        headers = subprocess.run(["readelf", "-lW", lib], capture_output=True, text=True,
+                                 check=True).stdout
+        stack = [h for h in headers.splitlines() if "GNU_STACK" in h]
+        assert "TEXTREL" not in dynamic and stack and "RWE" not in stack[0], lib
 
 
 def test_unprivileged_caller_loads_as_itself(
