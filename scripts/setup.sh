@@ -23,7 +23,8 @@ APT_PACKAGES=(
 # 127.0.0.1 only), an independent image client, gcc for uprobe targets,
 # systemd-analyze (rates the unit; systemd need not run) and useradd (the
 # README quick start test makes a throwaway user).
-TEST_PACKAGES=(docker-registry skopeo gcc systemd passwd)
+# libseccomp2 (a dependency of systemd): the unit's syscall filter in tests.
+TEST_PACKAGES=(docker-registry skopeo gcc systemd passwd libseccomp2)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
