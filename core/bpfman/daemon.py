@@ -164,6 +164,10 @@ async def run(
         lane = FairLane()
         methods = method_table(manager, lane)
         _tune_gc()
+        # The event loop and the lane's worker thread share the GIL: with the
+        # loop busy (a flooding client), each hand-over to the lane waited up
+        # to the default 5 ms, several times per call (tests/kernel/test_fairness.py).
+        sys.setswitchinterval(0.001)
         listeners = listeners_from_systemd()
         if listeners and (d.socket_group or d.socket_mode != "0660"):
             # The inherited socket is systemd's: its mode and group are set in
