@@ -685,8 +685,19 @@ class Manager:
             for link in self.store.list_links():
                 if not self.kernel.pin_exists(link.pin_path):
                     self.store.delete_link(link.link_id)
+                    owner = self.registry.kinds.get(link.type)
+                    if owner is not None and owner.spec.multiprog:
+                        # The pin was only ours: the dispatcher (static or
+                        # single mode) still calls the program. Marked dirty in
+                        # this same commit, the chain is rebuilt below from the
+                        # records, so the kernel stops running what we no
+                        # longer show (with no link left, the dispatcher goes).
+                        self.store.mark_dirty(link.attach_point, owner.spec.name)
+                        action = "record removed; its chain rebuilt without it"
+                    else:
+                        action = "record removed"
                     drifts.append(Drift(f"link {link.link_id}", "pin missing (detached outside "
-                                        "the daemon)", "record removed"))
+                                        "the daemon)", action))
             drifts.extend(self._remove_orphan_pins())
         if lost and self.config.daemon.lost_programs == "restore":
             drifts.extend(self._restore(lost))

@@ -56,3 +56,22 @@ def test_dispatcher_replaced_by_another_tool_is_reported_not_stomped(
     assert drift["action"].startswith("marked")
     assert veth.ping(3) == 3  # left alone
     ip_b(veth, "link", "set", "dev", veth.if_b, "xdp", "off")
+
+
+@pytest.mark.parametrize("mode", ["static", "single"])
+def test_link_pin_removed_by_hand_stops_the_program_in_the_kernel(
+    mode: str, veth: VethPair, bpf_program: Callable[..., Path]
+) -> None:
+    # Issue 14 item 9: the pin was only ours; the dispatcher kept calling the
+    # program after reconcile dropped its record. Now the chain is rebuilt
+    # from the records, so the kernel stops running it (traffic flows again).
+    config = f'[plugins.config.xdp]\ndispatcher = "{mode}"\n'
+    with running_daemon(config) as d:
+        link = attach_dropper(d, veth, bpf_program("xdp_verdict"))
+        assert veth.ping(3) == 0
+        Path(link["pin_path"]).unlink()
+        drifts = d.client().call("daemon.reconcile")
+        assert veth.ping(3) == 3  # the kernel no longer runs the dropper
+        [drift] = [x for x in drifts if x["subject"] == f"link {link['link_id']}"]
+        assert "rebuilt without it" in drift["action"]
+        assert d.client().call("link.list") == []
