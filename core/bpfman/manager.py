@@ -672,6 +672,15 @@ class Manager:
             for program in self.store.list_programs():
                 pinned_id = self._pinned_program_id(program.pin_path)
                 if pinned_id == program.program_id:
+                    if not self.kernel.pin_exists(program.map_pin_dir):
+                        # The maps live on while the program holds them, but
+                        # map.* can no longer reach them (NotFound): reported
+                        # on every reconcile until the program is reloaded.
+                        drifts.append(Drift(
+                            f"program {program.program_id} ({program.name})",
+                            f"maps directory {program.map_pin_dir} missing (removed outside "
+                            "the daemon)", "marked: map.* answer NotFound; the program keeps "
+                            "running with its maps; unload and load it again to reach them"))
                     continue
                 problem = "pin missing" if pinned_id is None else f"pin holds program {pinned_id}"
                 links = self.store.list_links(program_id=program.program_id)

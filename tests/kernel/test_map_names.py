@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bpfman import kernel
 from bpfman.client import RpcError
 from bpfman.testing import DaemonProcess
 
@@ -62,5 +63,13 @@ def test_a_maps_directory_removed_by_hand_is_reported(
             with pytest.raises(RpcError) as gone:
                 client.call(method, {"program_id": program_id, **params})
             assert "maps directory" in gone.value.message and gone.value.code != -32603
+        # Reconcile reports it (every time, until reloaded), and keeps the
+        # program shown: the kernel still runs it and holds its maps.
+        for _ in range(2):
+            [drift] = [d for d in client.call("daemon.reconcile")
+                       if d["subject"].startswith(f"program {program_id} ")]
+            assert "maps directory" in drift["problem"] and drift["action"].startswith("marked")
+        assert client.call("program.get", {"program_id": program_id})["program_id"] == program_id
+        assert kernel.program_info(program_id).map_ids  # the maps live on in the kernel
     finally:
         client.call("program.unload", {"program_id": program_id})
