@@ -75,6 +75,12 @@ def _all_success(k: Any, names: list[str], n_nodes: int) -> bool:
         for a in apps)
 
 
+TRACEPOINTS = [f"sys_enter_{name}" for name in (
+    "getppid", "getpid", "getuid", "geteuid", "getgid", "getegid", "gettid", "getpgrp",
+    "getsid", "getpgid", "getcwd", "getrlimit", "getrusage", "getpriority", "getgroups",
+    "getresuid", "getresgid", "getitimer", "getcpu", "getrandom")]
+
+
 def run(n_nodes: int, n_apps: int, rest: float, work: Path) -> dict[str, Any]:
     obj = bpf_object("bench_tp", work)
     with running_cluster(f"kagb{os.getpid()}") as cluster:
@@ -87,9 +93,11 @@ def run(n_nodes: int, n_apps: int, rest: float, work: Path) -> dict[str, Any]:
         op.start()
         k = kube(str(cluster.kubeconfig_for("admin")))
         names = [f"kag-bench-app-{i:02d}" for i in range(n_apps)]
+        # One tracepoint per application: all the simulated nodes share one kernel,
+        # which runs at most 64 programs per tracepoint (BPF_TRACE_MAX_PROGS).
         manifests = [app(name, obj, [{"name": "bench_tp", "type": "TracePoint", "tracepoint": {
-            "links": [{"name": "syscalls/sys_enter_getppid"}]}}],
-            node_selector={"matchLabels": {"bench": "yes"}}) for name in names]
+            "links": [{"name": f"syscalls/{TRACEPOINTS[i % len(TRACEPOINTS)]}"}]}}],
+            node_selector={"matchLabels": {"bench": "yes"}}) for i, name in enumerate(names)]
         try:
             time.sleep(2)  # agents synced and idle
             started = time.perf_counter()

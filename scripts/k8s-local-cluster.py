@@ -56,7 +56,7 @@ def main() -> int:
             print(f"{node.name}: InternalIP {node.ip} on eth0 in netns {node.netns}; "
                   f"daemon socket {node.daemon.socket}")
             print(f"  traffic:  ip netns exec {node.ext_netns} ping {node.ip}")
-            print(f"  programs: bpfman --socket {node.daemon.socket} program list")
+            print(f"  programs: bpfman --socket {node.daemon.socket} list")
         print(f"logs under {cluster.root}; Ctrl-C removes everything", flush=True)
         try:
             while not stop.wait(1):

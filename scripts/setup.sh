@@ -20,8 +20,11 @@ APT_PACKAGES=(
     iproute2 iputils-ping socat kmod util-linux
 )
 # Only the tests need these: a local OCI registry (started by the tests on
-# 127.0.0.1 only), an independent image client, gcc for uprobe targets.
-TEST_PACKAGES=(docker-registry skopeo gcc)
+# 127.0.0.1 only), an independent image client, gcc for uprobe targets,
+# systemd-analyze (rates the unit; systemd need not run) and useradd (the
+# README quick start test makes a throwaway user).
+# libseccomp2 (a dependency of systemd): the unit's syscall filter in tests.
+TEST_PACKAGES=(docker-registry skopeo gcc systemd passwd libseccomp2)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -62,6 +65,13 @@ install_daemon() {
     local prefix=/opt/pybpfman
     make_venv "$prefix/venv" "$ROOT"
     ln -sfn "$prefix/venv/bin/bpfman" /usr/local/bin/bpfman
+    # The README, docs and examples where every user can read them (the
+    # checkout may be in root's home): the quick start copies from here.
+    install -d -m 0755 "$prefix"
+    install -m 0644 "$ROOT/README.md" "$prefix/README.md"
+    rm -rf "$prefix/docs" "$prefix/examples"
+    cp -r "$ROOT/docs" "$ROOT/examples" "$prefix/"
+    chmod -R a+rX "$prefix/docs" "$prefix/examples"
     install -d -m 0755 /etc/bpfman
     [ -e /etc/bpfman/bpfman.toml ] || install -m 0644 "$ROOT/docs/bpfman.toml.example" /etc/bpfman/bpfman.toml
     if [ -d /run/systemd/system ]; then

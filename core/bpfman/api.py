@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from bpfman.grants import Bounds
 
 
 @attrs.frozen
 class Caller:
     """Who is calling: the peer credentials of the connection (SO_PEERCRED).
 
-    ``groups`` are the peer's supplementary groups; ``own_only`` is set by the
-    authorization policy when the caller may change only what it created.
+    ``groups`` are the peer's supplementary groups; ``own_only`` and ``grants``
+    are set by the authorization policy: the caller may change only what it
+    created, and may reach only what the granting rules' bounds allow.
     """
 
     uid: int
@@ -27,6 +31,9 @@ class Caller:
     pid: int
     groups: tuple[int, ...] = ()
     own_only: bool = False
+    #: The bounds of the rules that granted this call (`bpfman.grants`);
+    #: None: unbounded (root, or the daemon acting for itself).
+    grants: tuple[Bounds, ...] | None = None
 
 
 Handler = Callable[[Caller, Any], Awaitable[Any]]

@@ -5,7 +5,9 @@ ask of it. Root (uid 0) may call everything. Anyone else gets exactly what a
 rule grants, and nothing by default. A rule names principals (uids, user
 names, groups) and method patterns (``fnmatch``: ``program.*``, ``*``), and
 ``scope = "own"`` limits mutations of existing programs and links to those
-the caller created (the uid that loaded or attached them).
+the caller created (the uid that loaded or attached them). A rule's bounds
+(``program_types``, ``netns``, ``interfaces``, ``min_priority``,
+``as_caller``, ``program_metadata``) limit what its loads and attaches reach: see `bpfman.grants`.
 
     [[authorization.rules]]          # the default policy
     groups = ["bpfman"]
@@ -14,6 +16,9 @@ the caller created (the uid that loaded or attached them).
     [[authorization.rules]]
     groups = ["bpfman-admin"]
     methods = ["*"]
+    program_types = ["*"]
+    netns = ["*"]
+    as_caller = false
 
 Groups that do not exist on the host match no one. Every denial is logged
 (logger ``bpfman.audit``) with the peer's uid, pid and the method.
@@ -31,6 +36,7 @@ import attrs
 
 from bpfman.api import Caller, Method
 from bpfman.errors import PermissionDenied
+from bpfman.grants import Bounds
 
 audit = logging.getLogger("bpfman.audit")
 
@@ -48,12 +54,30 @@ class Rule:
     users: list[str] = attrs.field(factory=list)
     groups: list[str] = attrs.field(factory=list)
     scope: str = attrs.field(default="any", validator=attrs.validators.in_({"any", "own"}))
+    # What loads and attaches under this rule may reach: see bpfman.grants.
+    program_types: list[str] | None = None
+    netns: list[str] = attrs.field(factory=list)
+    interfaces: list[str] = attrs.field(factory=list)
+    min_priority: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    as_caller: bool = True
+    program_metadata: dict[str, str] = attrs.field(factory=dict)
+
+    def bounds(self) -> Bounds:
+        return Bounds(
+            program_types=None if self.program_types is None else tuple(self.program_types),
+            netns=tuple(self.netns), interfaces=tuple(self.interfaces),
+            min_priority=self.min_priority, as_caller=self.as_caller,
+            program_metadata=tuple(sorted(self.program_metadata.items())),
+        )
 
 
 def _default_rules() -> list[Rule]:
     return [
         Rule(groups=["bpfman"], methods=list(READ_ONLY_METHODS)),
-        Rule(groups=["bpfman-admin"], methods=["*"]),
+        # Administrators are root-equivalent on purpose: every type, target
+        # and process.
+        Rule(groups=["bpfman-admin"], methods=["*"], program_types=["*"], netns=["*"],
+             as_caller=False),
     ]
 
 
@@ -66,6 +90,7 @@ class AuthorizationConfig:
 class Decision:
     allowed: bool
     own_only: bool = False
+    grants: tuple[Bounds, ...] | None = None
 
 
 class Policy:
@@ -80,17 +105,19 @@ class Policy:
             return Decision(True)
         caller_gids = {caller.gid, *caller.groups}
         granted_any = granted_own = False
+        grants = []
         for rule, uids, gids in zip(self.rules, self._uids, self._gids, strict=True):
             if caller.uid not in uids and not (caller_gids & gids):
                 continue
             if any(fnmatch.fnmatchcase(method, pattern) for pattern in rule.methods):
+                grants.append(rule.bounds())
                 if rule.scope == "any":
                     granted_any = True
                 else:
                     granted_own = True
         if granted_any:
-            return Decision(True)
-        return Decision(granted_own, own_only=granted_own)
+            return Decision(True, grants=tuple(grants))
+        return Decision(granted_own, own_only=granted_own, grants=tuple(grants))
 
     def guard(self, method: Method) -> Method:
         """`method` with its handler checking this policy first."""
@@ -103,8 +130,7 @@ class Policy:
                 raise PermissionDenied(
                     f"uid {caller.uid} may not call {method.name}", method=method.name
                 )
-            if decision.own_only:
-                caller = attrs.evolve(caller, own_only=True)
+            caller = attrs.evolve(caller, own_only=decision.own_only, grants=decision.grants)
             return await inner(caller, params)
 
         return attrs.evolve(method, handler=handler)

@@ -75,6 +75,28 @@ def _as_caller(caller: Caller) -> Iterator[None]:
                 os.abort()
 
 
+def open_as(path: str, caller: Caller, *, field: str = "path",
+            flags: int = os.O_RDONLY) -> int:
+    """A descriptor of `path` opened as `caller` (never blocking on a FIFO).
+
+    Raises InvalidArgument (with `field`) when the caller could not open it.
+    """
+    flags |= os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        if caller.uid == 0:
+            return os.open(path, flags)
+        with _as_caller(caller):
+            return os.open(path, flags)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot open {path} as uid {caller.uid}: {exc.strerror}",
+                              field=field, path=path) from None
+
+
+def check_readable(path: str, caller: Caller, *, field: str) -> None:
+    """Raise InvalidArgument unless `caller` could open `path` for reading."""
+    os.close(open_as(path, caller, field=field))
+
+
 def read_file(path: str, caller: Caller, *, limit: int = MAX_OBJECT_BYTES,
               field: str = "path") -> bytes:
     """The bytes of the regular file `path`, opened as `caller`.
@@ -82,16 +104,7 @@ def read_file(path: str, caller: Caller, *, limit: int = MAX_OBJECT_BYTES,
     Raises InvalidArgument (with `field`) when the caller could not open it,
     when it is not a regular file, or when it is larger than `limit`.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        if caller.uid == 0:
-            fd = os.open(path, flags)
-        else:
-            with _as_caller(caller):
-                fd = os.open(path, flags)
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc.strerror}", field=field,
-                              path=path) from None
+    fd = open_as(path, caller, field=field)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -18,8 +18,11 @@ or the daemon could not be reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bpfman", parents=[common], description="Manage eBPF programs through bpfmand."
     )
-    parser.add_argument("--version", action="version", version=f"bpfman {bpfman.__version__}")
+    parser.add_argument("--version", action="version", version=VERSION_TEXT)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
@@ -84,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     attach = command(
         "attach", "attach a loaded program",
-        epilog="TYPE options: any --key value pair after TYPE is sent as params.key "
-        "(e.g. tracepoint --tracepoint sched/sched_switch); -m KEY=VALUE sets link metadata.",
+        epilog="TYPE options: `bpfman attach PROGRAM_ID TYPE --help` lists the type's"
+        " parameters (from its plugin, typed and checked before sending); -m KEY=VALUE sets"
+        " link metadata. For a type no installed plugin knows, any --key value pair is sent"
+        " as params.key.",
     )
     attach.add_argument("program_id", type=int, metavar="PROGRAM_ID")
     attach.add_argument("type", metavar="TYPE", help="the program's type")
@@ -93,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     detach = command("detach", "detach a link")
     detach.add_argument("link_id", type=int, metavar="LINK_ID")
-    unload = command("unload", "unload a program (its links must be detached)")
+    unload = command("unload", "unload a program (its links are detached first)")
     unload.add_argument("program_id", type=int, metavar="PROGRAM_ID")
 
     lst = command("list", "list programs, or links with `list links`")
@@ -313,7 +318,14 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "program.load", {"path": args.path, "programs": args.programs,
                                 **load_options(args)}
     if cmd == "attach":
-        attach_params, metadata, globals_ = split_attach_options(args.options)
+        from bpfman import attachopts  # imports the plugins: only this command pays
+
+        try:
+            typed = attachopts.parse(args.type, args.options)
+        except attachopts.AttachUsageError as exc:
+            raise UsageError(str(exc)) from None
+        attach_params, metadata, globals_ = (
+            typed if typed is not None else split_attach_options(args.options))
         for key, value in globals_.items():
             setattr(args, key, value)
         params = {"program_id": args.program_id, "params": attach_params}
@@ -487,7 +499,7 @@ _RENDERERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
         ["NAME", "ID", "TYPE", "KEY", "VALUE", "MAX"],
         [[m["name"], m["map_id"], m["type"], m["key_size"], m["value_size"], m["max_entries"]]
          for m in r]),
-    "map.get": lambda r, _p: "(no such key)" if r["value"] is None else r["value"],
+    "map.get": lambda r, _p: "(no such key: exit status 1)" if r["value"] is None else r["value"],
     "map.update": lambda r, _p: f"{r['key']} = {r['value']}",
     "map.delete": lambda r, _p: f"deleted {r['key']} (was {r['value']})",
     "map.dump": lambda r, _p: format_table(
@@ -554,7 +566,27 @@ def _split_daemon(argv: list[str]) -> list[str] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `bpfman list | head -1`: the reader left. Quietly, with the status a
+        # C tool killed by SIGPIPE gets; stdout goes nowhere so the final
+        # flush at exit does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+VERSION_TEXT = f"bpfman {bpfman.__version__}"
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # before building every subcommand's parser
+        print(VERSION_TEXT)
+        return 0
     daemon_argv = _split_daemon(argv)
     if daemon_argv is not None:
         from bpfman import daemon  # the client side never imports the daemon's stack
@@ -565,7 +597,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command == "attach" and {"-h", "--help"} & set(args.options):
-            parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0
+            from bpfman import attachopts
+
+            if attachopts.params_class(args.type) is None:
+                parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0
         if imagecli.is_local(args):  # image build, load-from-image: not one call
             return imagecli.run_local(args, getattr(args, "socket", None)
                                       or default_socket_path(), getattr(args, "output", "table"))
@@ -581,15 +616,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     socket_path = getattr(args, "socket", None) or default_socket_path()
     # `call` is the raw escape hatch: its result is always printed as JSON.
     output = "json" if args.command == "call" else getattr(args, "output", "table")
+    errors_as = getattr(args, "output", "table")  # JSON errors only when asked for
     try:
         with Client(socket_path) as client:
             if method == "events.subscribe":
                 return _print_events(client, params["kinds"], output)
-            if method == "program.attach":
-                _check_type(client, args.program_id, args.type)
-            result = imagecli.call_with_progress(client, method, params)
+            try:
+                result = imagecli.call_with_progress(client, method, params)
+            except RpcError:
+                if method == "program.attach":
+                    # Explain a type mismatch if we may look (only after a
+                    # failure: attach alone needs no program.get grant).
+                    with contextlib.suppress(RpcError):
+                        _check_type(client, args.program_id, args.type)
+                raise
     except RpcError as exc:
-        print(format_error(exc), file=sys.stderr)
+        _print_error(errors_as, format_error(exc), exc.code, exc.message, exc.data)
         return 1
     except DaemonUnreachable as exc:
         hint = (
@@ -597,15 +639,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc.cause, PermissionError)
             else "is the daemon running? (bpfman daemon, or systemctl start bpfman.socket)"
         )
-        print(f"error: {exc}\n  {hint}", file=sys.stderr)
+        _print_error(errors_as, f"error: {exc}\n  {hint}", None, f"{exc}; {hint}", None)
         return 2
     except OSError as exc:
-        print(f"error: lost the connection to the daemon at {socket_path}: {exc}", file=sys.stderr)
+        message = f"lost the connection to the daemon at {socket_path}: {exc}"
+        _print_error(errors_as, f"error: {message}", None, message, None)
         return 2
     text = render(method, params, result, output)
     if text:
         print(text)
+    # A missing key is an answer, not an error, for the API; for a shell it
+    # is a failed lookup (`bpfman map get ... || ...`).
+    if method == "map.get" and result.get("value") is None:
+        return 1
     return 0
+
+
+def _print_error(output: str, text: str, code: int | None, message: str, data: Any) -> None:
+    """An error for people, or under ``-o json`` one JSON object (on stderr,
+    like the text): ``{"error": {"code", "message", "data"}}``."""
+    if output == "json":
+        text = json.dumps({"error": {"code": code, "message": message, "data": data}})
+    print(text, file=sys.stderr)
 
 
 def _print_events(client: Client, kinds: list[str], output: str) -> int:
@@ -630,7 +685,7 @@ def _check_type(client: Client, program_id: int, kind: str) -> None:
     actual = program.get("type")
     if actual is not None and actual != kind:
         raise RpcError(
-            1000, f"program {program_id} is a {actual} program, not {kind}",
+            1000, f"program {program_id} has type {actual}, not {kind}",
             {"program_id": program_id, "type": actual},
         )
 

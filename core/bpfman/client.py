@@ -1,4 +1,5 @@
-"""Clients of the daemon's JSON-RPC socket: blocking `Client`, trio `AsyncClient`.
+"""Clients of the daemon's JSON-RPC socket: blocking `Client` (here) and trio
+`AsyncClient` (`bpfman.asyncclient`, also importable from here).
 
 Both send one request at a time on one connection and return the decoded
 ``result``; an error response raises `RpcError`.
@@ -14,10 +15,6 @@ import socket
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
-
-import trio
-
-from bpfman.framing import LineReader, send_line
 
 DEFAULT_SOCKET = "/run/bpfman/bpfman.sock"
 # Replies can be large (verifier logs, every program in the kernel); the
@@ -186,59 +183,18 @@ def _is_notification(line: bytes) -> bool:
     return isinstance(message, dict) and "method" in message and "id" not in message
 
 
-class AsyncClient:
-    """A trio client on one connection; ``async with await AsyncClient.connect()``.
+def __getattr__(name: str) -> Any:
+    # The trio client lives in its own module: the blocking client (and so
+    # every CLI command) starts without importing trio.
+    if name == "AsyncClient":
+        from bpfman.asyncclient import AsyncClient
 
-    Calls from several tasks are serialised, so each gets its own reply.
-    """
-
-    def __init__(self, stream: trio.SocketStream, socket_path: str) -> None:
-        self.socket_path = socket_path
-        self._stream = stream
-        self._reader = LineReader(stream, MAX_REPLY)
-        self._ids = itertools.count(1)
-        self._lock = trio.Lock()
-
-    @classmethod
-    async def connect(cls, socket_path: str | os.PathLike[str] | None = None) -> AsyncClient:
-        """Raises `DaemonUnreachable` when the socket cannot be reached."""
-        path = os.fspath(socket_path) if socket_path else default_socket_path()
-        try:
-            stream = await trio.open_unix_socket(path)
-        except OSError as exc:
-            raise DaemonUnreachable(path, exc) from exc
-        return cls(stream, path)
-
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        async with self._lock:
-            req_id = next(self._ids)
-            await send_line(self._stream, _request(method, params, req_id))
-            line = await self._reader.receive_line()
-        return _result(line, req_id, self.socket_path)
-
-    async def call_typed(self, method: str, params: Any = None) -> Any:
-        """As `Client.call_typed`: attrs classes in and out."""
-        return _typed(method, await self.call(method, _plain(params)))
-
-    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        async with self._lock:
-            await send_line(self._stream, _request(method, params, None))
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "DEFAULT_SOCKET",
-    "AsyncClient",
     "Client",
     "DaemonUnreachable",
     "RpcError",

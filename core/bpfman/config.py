@@ -11,7 +11,8 @@ falls back silently. Command-line options override the file.
     bpffs = "/run/bpfman/fs"
     max_request_bytes = 1048576
     lost_programs = "clear"          # or "restore": reload programs lost in a reboot
-    max_connections = 256            # connections served at once
+    max_connections = 256            # connections served at once (root not counted)
+    max_connections_per_uid = 32     # of which one uid may hold at most this many
     read_timeout_seconds = 300       # a request line must arrive within this
     send_timeout_seconds = 30        # a client must read its response within this
     log_level = "info"
@@ -74,6 +75,7 @@ class DaemonConfig:
     bpffs: Path = attrs.field(default=Path("/run/bpfman/fs"), converter=Path)
     max_request_bytes: int = attrs.field(default=1 << 20)
     max_connections: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    max_connections_per_uid: int = attrs.field(default=32, validator=attrs.validators.ge(1))
     read_timeout_seconds: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
     send_timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     lost_programs: str = attrs.field(

@@ -33,6 +33,8 @@ from bpfman.authz import Policy
 from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from bpfman.errors import BpfmanError
 from bpfman.events import EventBus
+from bpfman.jsonrpc import Encoded
+from bpfman.lane import FairLane
 from bpfman.manager import Manager
 from bpfman.methods import BY_NAME
 from bpfman.plugins import build_plugin_manager
@@ -81,18 +83,26 @@ def build_daemon(config: Config, extra_plugins: dict[str, Any] | None = None) ->
     return manager
 
 
-def method_table(manager: Manager, lane: trio.CapacityLimiter) -> dict[str, Method]:
-    async def run_in_lane(fn: Callable[..., Any], *args: Any) -> Any:
-        # Never abandon a thread that may be mutating the kernel.
-        return await trio.to_thread.run_sync(
-            functools.partial(fn, *args), limiter=lane, abandon_on_cancel=False
-        )
+def method_table(manager: Manager, lane: FairLane) -> dict[str, Method]:
+    async def run_in_lane(fn: Callable[..., Any], caller: Caller, *args: Any) -> Any:
+        async with lane.turn(caller.uid):
+            # Never abandon a thread that may be mutating the kernel.
+            return await trio.to_thread.run_sync(
+                functools.partial(fn, caller, *args), abandon_on_cancel=False
+            )
 
     table = build_method_table(manager, run_in_lane)
     kinds = {name: owner.spec.params_type for name, owner in manager.registry.kinds.items()}
 
-    async def discover(caller: Caller, params: NoParams) -> dict[str, Any]:
-        return openrpc.generate(table, version=bpfman.__version__, attach_params=kinds)
+    document: list[Encoded] = []
+
+    async def discover(caller: Caller, params: NoParams) -> Encoded:
+        # The API cannot change while the daemon runs: build and encode the
+        # 40 KB document once, not on the event loop for every caller.
+        if not document:
+            document.append(Encoded(openrpc.generate(table, version=bpfman.__version__,
+                                                     attach_params=kinds)))
+        return document[0]
 
     bus = manager.registry.pm.get_plugin("core.events")
     for name, handler in (("rpc.discover", discover), ("events.subscribe", bus.subscribe)):
@@ -151,10 +161,15 @@ async def run(
         with contextlib.ExitStack() as no_undo:
             ctx = manager._ctx(None, no_undo)
             manager._notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
-        lane = trio.CapacityLimiter(1)
+        lane = FairLane()
         methods = method_table(manager, lane)
         _tune_gc()
         listeners = listeners_from_systemd()
+        if listeners and (d.socket_group or d.socket_mode != "0660"):
+            # The inherited socket is systemd's: its mode and group are set in
+            # bpfman.socket, and the daemon cannot change them (no CAP_CHOWN).
+            log.warning("socket activation: socket_mode/socket_group in the config do not"
+                        " apply; set SocketMode=/SocketGroup= in bpfman.socket instead")
         where = "an inherited socket (socket activation)" if listeners else str(d.socket)
         if listeners is None:
             listeners = [
@@ -168,7 +183,7 @@ async def run(
                 functools.partial(
                     serve_rpc, listeners, methods, max_line=d.max_request_bytes,
                     limits=ConnectionLimits(d.max_connections, d.read_timeout_seconds,
-                                            d.send_timeout_seconds),
+                                            d.send_timeout_seconds, d.max_connections_per_uid),
                 )
             )
             log.info("serving on %s (bpffs %s, state %s)", where, d.bpffs, d.state_dir)

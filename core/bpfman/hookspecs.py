@@ -38,7 +38,14 @@ import pluggy
 if TYPE_CHECKING:
     from bpfman.context import HookContext
     from bpfman.kinds import KindSpec
-    from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord
+    from bpfman.records import (
+        AttachPoint,
+        DispatcherRecord,
+        Drift,
+        LinkRecord,
+        ProgramRecord,
+        Reach,
+    )
 
 PROJECT = "bpfman"
 
@@ -102,6 +109,25 @@ def bpfman_attach_point(program: ProgramRecord, params: Any) -> AttachPoint | No
     :return: the `AttachPoint`. Stops at the first non-None result.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: Any) -> Reach | None:
+    """Say what an attachment with these params would reach, for the grant check.
+
+    Called by ``program.attach`` and ``link.update`` after
+    `bpfman_validate_attach`, when the caller's grant has bounds (see
+    `bpfman.grants`): the core checks the `Reach` against them, as the
+    caller. Name every network namespace, interface, chain priority,
+    process, file and cgroup the attachment acts on or observes; a type
+    whose attachments reach none of these returns ``Reach()``. A type that
+    does not implement this hook can be attached only under unbounded grants.
+
+    :param ctx: the hook context (read-only use: no kernel mutation here).
+    :return: the `Reach`. Stops at the first non-None result.
+
+    .. versionadded:: 0.2
     """
 
 

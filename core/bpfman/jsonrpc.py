@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import cattrs
+import trio
 
 from bpfman import convert
 from bpfman.api import Caller, Method, MethodTable
@@ -133,6 +134,9 @@ async def dispatch(payload: bytes, methods: MethodTable, caller: Caller) -> byte
                 {"max_batch": MAX_BATCH})))
         responses = []
         for item in message:
+            # One request at a time, yielding between them: a batch of cheap
+            # calls answered without a checkpoint would hold the event loop.
+            await trio.lowlevel.checkpoint()
             response = await _handle(item, methods, caller)
             if response is not None:
                 responses.append(response)
@@ -202,6 +206,16 @@ def _decode(payload: bytes) -> Any:
         raise ParseError("parse error", {"errors": [str(exc)]}) from None
 
 
+class Encoded:
+    """A result a handler encoded once for many answers (rpc.discover's
+    document): spliced into the response as is."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, value: Any) -> None:
+        self.json = _encode(convert.unstructure(value))
+
+
 def _encode(obj: Any) -> bytes:
     # ASCII output: a lone surrogate echoed from a client (an id, a method
     # name) is escaped instead of failing to encode as UTF-8.
@@ -232,7 +246,8 @@ async def _handle(item: Any, methods: MethodTable, caller: Caller) -> bytes | No
             raise MethodNotFound("method not found", {"method": item["method"]})
         params = _structure_params(item.get("params", {}), method)
         result = await method.handler(caller, params)
-        encoded = _encode(convert.unstructure(result))
+        encoded = (result.json if isinstance(result, Encoded)
+                   else _encode(convert.unstructure(result)))
     except Exception as exc:
         err = error_object(exc)
         if method is not None:

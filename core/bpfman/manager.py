@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 import bpfman
-from bpfman import callerfiles, convert
+from bpfman import callerfiles, convert, grants
 from bpfman.api import Caller
 from bpfman.bpffs import Bpffs
 from bpfman.config import Config
@@ -150,10 +150,29 @@ class Manager:
             raise PermissionDenied(f"{what} belongs to uid {owner_uid}, not to uid {caller.uid}",
                                    owner_uid=owner_uid)
 
+    def _kernel_types(self) -> list[tuple[str, str]]:
+        return [(name, o.spec.kernel_prog_type) for name, o in self.registry.kinds.items()]
+
+    def _check_reach(self, caller: Caller, ctx: HookContext, owner: KindOwner,
+                     program: ProgramRecord, params: Any) -> None:
+        """The caller's grant bounds what this attach touches (bpfman.grants)."""
+        if caller.grants is None:
+            return
+        reach = self._call(program.type, "bpfman_attach_reach", ctx=ctx, program=program,
+                           params=params)
+        grants.check_attach(caller, caller.grants, program.type,
+                            owner.spec.kernel_prog_type, reach)
+
     def _program(self, program_id: int) -> ProgramRecord:
         record = self.store.get_program(program_id)
         if record is None:
             raise ProgramNotFound(program_id)
+        return record
+
+    def _granted_program(self, caller: Caller, program_id: int) -> ProgramRecord:
+        """A program the caller's grants reach (`program_metadata` bounds)."""
+        record = self._program(program_id)
+        grants.check_program(caller, program_id, record.metadata)
         return record
 
     def _kernel_info(self, program_id: int) -> KernelProgramInfo | None:
@@ -165,12 +184,14 @@ class Manager:
     def _program_reply(self, p: ProgramRecord) -> ProgramReply:
         """One program's reply, its links and live kernel info read now."""
         links = [link.link_id for link in self.store.list_links(program_id=p.program_id)]
-        return self._reply_of(p, links, self._kernel_info(p.program_id))
+        return self._reply_of(p, links, self._kernel_info(p.program_id),
+                              sorted(self.store.map_users(p.map_owner_id)))
 
     @staticmethod
-    def _reply_of(p: ProgramRecord, links: list[int],
-                  kernel: KernelProgramInfo | None) -> ProgramReply:
-        """`kernel` is None when the program is gone from the kernel."""
+    def _reply_of(p: ProgramRecord, links: list[int], kernel: KernelProgramInfo | None,
+                  map_used_by: list[int]) -> ProgramReply:
+        """`kernel` is None when the program is gone from the kernel;
+        `map_used_by`: the programs sharing its maps (itself included)."""
         return ProgramReply(
             program_id=p.program_id,
             name=p.name,
@@ -181,6 +202,8 @@ class Manager:
             global_data=p.global_data,
             map_owner_id=p.map_owner_id,
             map_pin_dir=p.map_pin_dir,
+            map_pin_path=p.map_pin_dir,
+            map_used_by=map_used_by,
             pin_path=p.pin_path,
             loaded_by_uid=p.loaded_by_uid,
             created_at=p.created_at,
@@ -240,9 +263,9 @@ class Manager:
             owner = self._owner(sel.type, f"programs[{i}].type")
             self._require_features(owner)
             owners.append(owner)
-        names = [sel.name for sel in req.programs]
-        if len(set(names)) != len(names):
-            raise InvalidArgument("a program name appears twice", field="programs")
+        grants.check_load(caller, caller.grants,
+                          [(sel.type, o.spec.kernel_prog_type)
+                           for sel, o in zip(req.programs, owners, strict=True)])
 
         spec = self.kernel.inspect_object(Path(req.path), data)
         by_name = {p.name: p for p in spec.programs}
@@ -257,7 +280,7 @@ class Manager:
             expected = owner.spec.kernel_prog_type
             if found.kernel_type != expected:
                 raise InvalidArgument(
-                    f"program {sel.name!r} is a {found.kernel_type} program"
+                    f"program {sel.name!r} has kernel type {found.kernel_type}"
                     f" (section {found.section!r}); type {sel.type!r} needs {expected}",
                     field=f"programs[{i}].type",
                 )
@@ -265,6 +288,8 @@ class Manager:
         reuse_dir: Path | None = None
         if req.map_owner_id is not None:
             map_owner = self.store.get_program(req.map_owner_id)
+            if map_owner is not None:
+                grants.check_program(caller, map_owner.program_id, map_owner.metadata)
             if map_owner is None:
                 raise InvalidArgument(
                     f"map owner {req.map_owner_id} is not a program managed here",
@@ -285,6 +310,9 @@ class Manager:
             bpffs=self.bpffs,
             reuse_maps_dir=reuse_dir,
             data=data,
+            # A caller not granted tracing types may not read memory through
+            # the daemon's CAP_PERFMON either.
+            kernel_reads=grants.may_trace(caller.grants, self._kernel_types()),
         )
         records: list[ProgramRecord] = []
         with ExitStack() as undo:
@@ -330,7 +358,7 @@ class Manager:
 
         The object's maps are removed with the last program using them.
         """
-        program = self._program(req.program_id)
+        program = self._granted_program(caller, req.program_id)
         self._check_owner(caller, program.loaded_by_uid, f"program {program.program_id}")
         links = self.store.list_links(program_id=program.program_id)
         for link in links:
@@ -366,7 +394,7 @@ class Manager:
         AttachTargetNotFound, KernelFeatureMissing, KernelError, PluginFailed.
         Kernel state on error: nothing attached, no pins left.
         """
-        program = self._program(req.program_id)
+        program = self._granted_program(caller, req.program_id)
         self._check_owner(caller, program.loaded_by_uid, f"program {program.program_id}")
         owner = self._owner(program.type, "program_id")
         self._require_features(owner)
@@ -375,6 +403,7 @@ class Manager:
             ctx = self._ctx(owner, undo)
             self._call(program.type, "bpfman_validate_attach", ctx=ctx, program=program,
                        params=params)
+            self._check_reach(caller, ctx, owner, program, params)
             point = self._call(program.type, "bpfman_attach_point", program=program,
                                params=params)
             if point is None:
@@ -496,7 +525,7 @@ class Manager:
         if link is None:
             raise LinkNotFound(req.link_id)
         self._check_owner(caller, link.owner_uid, f"link {link.link_id}")
-        program = self._program(link.program_id)
+        program = self._granted_program(caller, link.program_id)
         owner = self._owner(link.type, "link_id")
         params = self.structure_params(owner, {**link.params, **req.params})
         with ExitStack() as undo:
@@ -512,15 +541,16 @@ class Manager:
                 metadata=link.metadata if req.metadata is None else dict(req.metadata),
             )
             if req.program_id is not None and req.program_id != link.program_id:
-                replacement = self._program(req.program_id)
+                replacement = self._granted_program(caller, req.program_id)
                 self._check_owner(caller, replacement.loaded_by_uid,
                                   f"program {replacement.program_id}")
                 if replacement.type != link.type:
                     raise InvalidArgument(
-                        f"program {replacement.program_id} is a {replacement.type} program;"
-                        f" link {link.link_id} is {link.type}", field="program_id")
+                        f"program {replacement.program_id} has type {replacement.type};"
+                        f" link {link.link_id} has type {link.type}", field="program_id")
                 program = replacement
                 updated = attrs.evolve(updated, program_id=replacement.program_id)
+            self._check_reach(caller, ctx, owner, program, params)
             dirty = self._mark_dirty(link.attach_point, owner)
             with self._unmark_on_failure(dirty, undo), self.store.transaction():
                 if owner.spec.multiprog:
@@ -574,7 +604,7 @@ class Manager:
         if link is None:
             raise LinkNotFound(req.link_id)
         self._check_owner(caller, link.owner_uid, f"link {link.link_id}")
-        self._detach_link(self._program(link.program_id), link)
+        self._detach_link(self._granted_program(caller, link.program_id), link)
         return OkReply()
 
     # -- queries --------------------------------------------------------------
@@ -582,28 +612,35 @@ class Manager:
     def get_program(self, caller: Caller, req: ProgramIdRequest) -> ProgramReply:
         record = self.store.get_program(req.program_id)
         if record is not None:
+            grants.check_program(caller, record.program_id, record.metadata)
             return self._program_reply(record)
         info = self._kernel_info(req.program_id)
-        if info is None:
+        # Programs outside the store have no metadata: not for metadata-bound grants.
+        if info is None or not grants.selects(caller, {}):
             raise ProgramNotFound(req.program_id)
         return _unmanaged_reply(info)
 
     def list_programs(self, caller: Caller, req: ListRequest) -> list[ProgramReply]:
-        records = self.store.list_programs()
+        all_records = records = self.store.list_programs()
         managed_ids = {r.program_id for r in records}
         records = [
             r for r in records
             if (req.type is None or r.type == req.type)
             and all(r.metadata.get(k) == v for k, v in req.metadata.items())
+            and grants.selects(caller, r.metadata)
         ]
         # Bulk reads: one links query and one stats read for the whole listing.
         links = self.store.link_ids_by_program()
         live = self.kernel.programs_info(r.program_id for r in records)
+        sharing: dict[int, list[int]] = {}
+        for r in all_records:
+            sharing.setdefault(r.map_owner_id, []).append(r.program_id)
         replies = [
-            self._reply_of(r, links.get(r.program_id, []), live.get(r.program_id))
+            self._reply_of(r, links.get(r.program_id, []), live.get(r.program_id),
+                           sorted(sharing.get(r.map_owner_id, [])))
             for r in records
         ]
-        if req.all and not req.metadata:
+        if req.all and not req.metadata and grants.selects(caller, {}):
             # Managed programs' info was read above: open only the others.
             others = (i for i in self.kernel.program_ids() if i not in managed_ids)
             for info in self.kernel.programs_info(others).values():
@@ -672,15 +709,6 @@ class Manager:
             for program in self.store.list_programs():
                 pinned_id = self._pinned_program_id(program.pin_path)
                 if pinned_id == program.program_id:
-                    if not self.kernel.pin_exists(program.map_pin_dir):
-                        # The maps live on while the program holds them, but
-                        # map.* can no longer reach them (NotFound): reported
-                        # on every reconcile until the program is reloaded.
-                        drifts.append(Drift(
-                            f"program {program.program_id} ({program.name})",
-                            f"maps directory {program.map_pin_dir} missing (removed outside "
-                            "the daemon)", "marked: map.* answer NotFound; the program keeps "
-                            "running with its maps; unload and load it again to reach them"))
                     continue
                 problem = "pin missing" if pinned_id is None else f"pin holds program {pinned_id}"
                 links = self.store.list_links(program_id=program.program_id)
@@ -691,22 +719,23 @@ class Manager:
                 lost.append((program, links))
                 drifts.append(Drift(f"program {program.program_id} ({program.name})", problem,
                                     "record and its links removed"))
+            unpinned_chains = set()
             for link in self.store.list_links():
                 if not self.kernel.pin_exists(link.pin_path):
                     self.store.delete_link(link.link_id)
                     owner = self.registry.kinds.get(link.type)
                     if owner is not None and owner.spec.multiprog:
-                        # The pin was only ours: the dispatcher (static or
-                        # single mode) still calls the program. Marked dirty in
-                        # this same commit, the chain is rebuilt below from the
-                        # records, so the kernel stops running what we no
-                        # longer show (with no link left, the dispatcher goes).
-                        self.store.mark_dirty(link.attach_point, owner.spec.name)
+                        # A dispatcher may still run the program (spliced in,
+                        # or attached alone): rebuild the chain without it.
+                        unpinned_chains.add((link.attach_point, link.type))
                         action = "record removed; its chain rebuilt without it"
                     else:
                         action = "record removed"
                     drifts.append(Drift(f"link {link.link_id}", "pin missing (detached outside "
                                         "the daemon)", action))
+            for attach_point, kind in unpinned_chains:
+                self.store.mark_dirty(attach_point, kind)
+            drifts.extend(self._repin_missing_maps())
             drifts.extend(self._remove_orphan_pins())
         if lost and self.config.daemon.lost_programs == "restore":
             drifts.extend(self._restore(lost))
@@ -804,6 +833,31 @@ class Manager:
             return self.kernel.program_id_of_pin(Path(pin))
         except (OSError, BpfmanError):
             return None
+
+    def _repin_missing_maps(self) -> list[Drift]:
+        """A maps directory removed by hand: the programs still hold their
+        maps in the kernel, so pin them there again (map.* works again)."""
+        drifts = []
+        users: dict[str, list[ProgramRecord]] = {}
+        for program in self.store.list_programs():
+            users.setdefault(program.map_pin_dir, []).append(program)
+        for directory, programs in sorted(users.items()):
+            if Path(directory).is_dir():
+                continue
+            map_ids = []
+            for p in programs:
+                info = self._kernel_info(p.program_id)
+                map_ids += info.map_ids if info else []
+            subject = f"maps of program {programs[0].map_owner_id}"
+            try:
+                names = self.kernel.repin_maps(map_ids, Path(directory))
+            except (OSError, BpfmanError) as exc:
+                drifts.append(Drift(subject, "maps directory missing",
+                                    f"could not be pinned again ({exc}); map.* reports it"))
+                continue
+            drifts.append(Drift(subject, "maps directory missing",
+                                f"pinned again from the kernel: {', '.join(names) or 'none'}"))
+        return drifts
 
     def _remove_orphan_pins(self) -> list[Drift]:
         drifts = []

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from bpfman import grants
 from bpfman.api import Caller
 from bpfman.errors import InvalidArgument, NotFound, PermissionDenied, ProgramNotFound
 from bpfman.records import ProgramRecord
@@ -93,10 +94,11 @@ class MapAccess:
         self.store = store
         self.kernel = kernel
 
-    def _program(self, program_id: int) -> ProgramRecord:
+    def _program(self, caller: Caller, program_id: int) -> ProgramRecord:
         program = self.store.get_program(program_id)
         if program is None:
             raise ProgramNotFound(program_id)
+        grants.check_program(caller, program_id, program.metadata)
         return program
 
     def _pin(self, program: ProgramRecord, name: str) -> Path:
@@ -118,7 +120,7 @@ class MapAccess:
         return pin
 
     def list(self, caller: Caller, req: MapListRequest) -> list[MapReply]:
-        program = self._program(req.program_id)
+        program = self._program(caller, req.program_id)
         out = []
         maps_dir = Path(program.map_pin_dir)
         if not maps_dir.is_dir():
@@ -144,12 +146,12 @@ class MapAccess:
         return decoded
 
     def get(self, caller: Caller, req: MapKeyRequest) -> MapValueReply:
-        pin = self._pin(self._program(req.program_id), req.map)
+        pin = self._pin(self._program(caller, req.program_id), req.map)
         value = self.kernel.map_lookup(pin, req.key)
         return MapValueReply(key=req.key, value=value, **self._decoder(pin)(req.key, value))
 
     def dump(self, caller: Caller, req: MapDumpRequest) -> MapDumpReply:
-        pin = self._pin(self._program(req.program_id), req.map)
+        pin = self._pin(self._program(caller, req.program_id), req.map)
         limit = max(1, min(req.limit, MAX_DUMP_PAGE))
         decoded = self._decoder(pin)
         entries: list[MapEntry] = []
@@ -175,13 +177,13 @@ class MapAccess:
                 owner_uid=program.loaded_by_uid)
 
     def update(self, caller: Caller, req: MapUpdateRequest) -> MapValueReply:
-        program = self._program(req.program_id)
+        program = self._program(caller, req.program_id)
         self._writable(caller, program)
         self.kernel.map_update(self._pin(program, req.map), req.key, req.value)
         return MapValueReply(key=req.key, value=req.value)
 
     def delete(self, caller: Caller, req: MapKeyRequest) -> MapValueReply:
-        program = self._program(req.program_id)
+        program = self._program(caller, req.program_id)
         self._writable(caller, program)
         pin = self._pin(program, req.map)
         old = self.kernel.map_lookup(pin, req.key)

@@ -41,6 +41,30 @@ class AttachPoint:
 
 
 @attrs.frozen
+class Reach:
+    """What one attachment reaches beyond its program, for the grant check
+    (`bpfman.grants`). A plugin describes it in `bpfman_attach_reach`.
+
+    :ivar network: the attachment acts on a network namespace (``netns``,
+        None for the daemon's own) and, if ``interface`` is set, one interface.
+    :ivar priority: its place in a chain shared with other owners' programs.
+    :ivar processes: pids whose execution it observes.
+    :ivar every_process: it observes every process that runs ``files``.
+    :ivar files: files it instruments (the kernel reads them for it).
+    :ivar cgroups: cgroup directories it attaches to.
+    """
+
+    network: bool = False
+    netns: str | None = None
+    interface: str | None = None
+    priority: int | None = None
+    processes: tuple[int, ...] = ()
+    every_process: bool = False
+    files: tuple[str, ...] = ()
+    cgroups: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class LinkRecord:
     """One attachment of a program, named by our ``link_id``."""
 

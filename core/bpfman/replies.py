@@ -52,6 +52,10 @@ class ProgramReply:
     global_data: dict[str, bytes] = attrs.field(factory=dict)
     map_owner_id: int | None = None
     map_pin_dir: str | None = None
+    #: upstream bpfman's names: the same directory, and the programs (this one
+    #: included) sharing its maps
+    map_pin_path: str | None = None
+    map_used_by: list[int] = attrs.field(factory=list)
     pin_path: str | None = None
     loaded_by_uid: int | None = None
     created_at: str | None = None

@@ -7,6 +7,7 @@ audit log and for finer checks.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -190,7 +191,15 @@ class ConnectionLimits:
     """What one client may hold: hostile or broken clients cannot pin the daemon.
 
     :ivar max_connections: connections served at once; more are answered with
-        `TooManyConnections` (-32001) and closed.
+        `TooManyConnections` (-32001) and closed. Root's connections are
+        neither counted nor refused (root is outside the threat model, and
+        must always get in to repair things).
+    :ivar max_connections_per_uid: connections one uid may hold, checked
+        first, so no uid can take the global allowance from the others
+        (event subscriptions count like any connection).
+    :ivar requests_per_uid: requests (a batch is one) of one uid other than
+        root answered at once; the others of that uid wait their turn, so
+        many connections give a uid no more of the event loop than a few.
     :ivar read_timeout: seconds a connection may take to send a whole request
         line, counted from the previous response (idle and slow clients alike);
         connections with an event subscription are exempt.
@@ -201,6 +210,8 @@ class ConnectionLimits:
     max_connections: int = 256
     read_timeout: float = 300.0
     send_timeout: float = 30.0
+    max_connections_per_uid: int = 32
+    requests_per_uid: int = 4
 
 
 class TooManyConnections(jsonrpc.ProtocolError):
@@ -231,22 +242,49 @@ async def serve_rpc(
     Accept errors from fd exhaustion are retried after 100 ms
     (`trio.serve_listeners`); other accept errors propagate.
     """
-    active = [0]  # connections being served (one trio thread: no lock needed)
+    # Connections being served, per uid (one trio thread: no lock needed).
+    by_uid: collections.Counter[int] = collections.Counter()
+    # Requests being answered at once, per uid: a uid flooding from many
+    # connections takes turns with itself, not with everyone else.
+    # Root is not limited (outside the threat model; its tools may wait on
+    # one request while making others).
+    turns: dict[int, trio.CapacityLimiter] = collections.defaultdict(
+        lambda: trio.CapacityLimiter(limits.requests_per_uid))
+    turns[0] = trio.CapacityLimiter(math.inf)
+
+    async def refuse(stream: trio.SocketStream, message: str, data: dict[str, int]) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), \
+                trio.move_on_after(1):
+            await send_line(stream, jsonrpc.error_response(TooManyConnections(message, data)))
+        await stream.aclose()
 
     async def handler(stream: trio.SocketStream) -> None:
-        if active[0] >= limits.max_connections:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), \
-                    trio.move_on_after(1):
-                await send_line(stream, jsonrpc.error_response(TooManyConnections(
-                    f"more than {limits.max_connections} connections",
-                    {"max_connections": limits.max_connections})))
+        try:
+            caller = peer_caller(stream.socket)
+        except OSError as exc:
+            # Not a Unix socket (a misconfigured socket unit): we could not say
+            # who is calling, so we do not serve it.
+            log.warning("closing connection without peer credentials: %s", exc)
             await stream.aclose()
             return
-        active[0] += 1
+        if caller.uid != 0:
+            if by_uid[caller.uid] >= limits.max_connections_per_uid:
+                log.warning("refusing connection of uid=%d pid=%d: %d connections held",
+                            caller.uid, caller.pid, by_uid[caller.uid])
+                await refuse(stream, f"uid {caller.uid} holds {by_uid[caller.uid]} connections;"
+                             f" at most {limits.max_connections_per_uid}",
+                             {"max_connections_per_uid": limits.max_connections_per_uid})
+                return
+            if by_uid.total() - by_uid[0] >= limits.max_connections:
+                await refuse(stream, f"more than {limits.max_connections} connections",
+                             {"max_connections": limits.max_connections})
+                return
+        by_uid[caller.uid] += 1
         try:
-            await _serve_connection(stream, methods=methods, max_line=max_line, limits=limits)
+            await _serve_connection(stream, caller, methods=methods, max_line=max_line,
+                                    limits=limits, turns=turns[caller.uid])
         finally:
-            active[0] -= 1
+            by_uid[caller.uid] -= 1
 
     await trio.serve_listeners(handler, list(listeners), task_status=task_status)
 
@@ -272,6 +310,9 @@ class Connection:
                 await send_line(self.stream, line)
             if stuck.cancelled_caught:
                 # A client that does not read must not hold a response forever.
+                log.info("dropping the connection of uid=%d pid=%d: it read nothing for %ss%s",
+                         self.caller.uid, self.caller.pid, self.send_timeout,
+                         " (event subscriber)" if self.subscribed else "")
                 await self.stream.aclose()
                 raise trio.ClosedResourceError("client stopped reading")
 
@@ -283,20 +324,14 @@ current_connection: ContextVar[Connection] = ContextVar("current_connection")
 
 
 async def _serve_connection(
-    stream: trio.SocketStream, *, methods: MethodTable, max_line: int, limits: ConnectionLimits
+    stream: trio.SocketStream, caller: Caller, *, methods: MethodTable, max_line: int,
+    limits: ConnectionLimits, turns: trio.CapacityLimiter
 ) -> None:
-    try:
-        caller = peer_caller(stream.socket)
-    except OSError as exc:
-        # Not a Unix socket (a misconfigured socket unit): we could not say
-        # who is calling, so we do not serve it.
-        log.warning("closing connection without peer credentials: %s", exc)
-        return
     try:
         async with trio.open_nursery() as nursery:
             connection = Connection(stream, caller, nursery, limits.send_timeout)
             current_connection.set(connection)
-            await _answer_requests(connection, methods, max_line, limits.read_timeout)
+            await _answer_requests(connection, methods, max_line, limits.read_timeout, turns)
             nursery.cancel_scope.cancel()  # the client is gone: stop its subscriptions
     except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
         log.debug("client pid=%d went away: %s", caller.pid, group.exceptions[0])
@@ -305,7 +340,8 @@ async def _serve_connection(
 
 
 async def _answer_requests(
-    connection: Connection, methods: MethodTable, max_line: int, read_timeout: float
+    connection: Connection, methods: MethodTable, max_line: int, read_timeout: float,
+    turns: trio.CapacityLimiter,
 ) -> None:
     reader = LineReader(connection.stream, max_line)
     while True:
@@ -328,7 +364,11 @@ async def _answer_requests(
                 return
             if not line.strip():
                 continue  # blank lines are keep-alives from interactive users
-            response = await jsonrpc.dispatch(line, methods, connection.caller)
+            async with turns:
+                response = await jsonrpc.dispatch(line, methods, connection.caller)
+                if response is not None:
+                    await connection.send(response)
+            continue
         if response is not None:
             await connection.send(response)
 

@@ -4,9 +4,11 @@ The daemon loads and attaches the XDP counter for us; we read its per-CPU map
 through the API (`map.get`) every few seconds, and detach and unload it when
 we exit. Run it as any user the daemon's authorization policy lets load
 programs (for example with a rule ``users = ["you"], scope = "own",
-methods = ["program.*", "link.*", "map.get"]``).
+methods = ["program.*", "link.*", "map.get"], netns = ["/run/netns/lab"]``),
+with the daemon's Python (where ``bpfman.client`` is installed):
 
-    python3 counter.py --object xdp_counter.bpf.o --iface eth0 [--priority 55]
+    /opt/pybpfman/venv/bin/python counter.py --object xdp_counter.bpf.o \
+        --netns /run/netns/lab --iface lab1 [--priority 55]
 """
 
 from __future__ import annotations

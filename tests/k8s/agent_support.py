@@ -5,6 +5,7 @@ reading the demo counter through the node's daemon (as a pod would)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bpfman.client import Client as DaemonClient
 from bpfman.testing import compile_bpf
@@ -95,6 +97,22 @@ def kube(kubeconfig: str) -> Client:
 
 
 # -- manifests ---------------------------------------------------------------------
+DOCS = Path(__file__).parents[2] / "docs" / "kubernetes.md"
+
+
+def doc_manifests(section: str, objects: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The YAML blocks of a docs/kubernetes.md section, as a reader copies them,
+    with each object path the doc builds under /tmp/pybpfman-demo/ replaced by
+    the test's own (`objects`: file name -> path)."""
+    text = DOCS.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    manifests = []
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        for name, path in objects.items():
+            block = block.replace(f"/tmp/pybpfman-demo/{name}", path)
+        manifests.append(yaml.safe_load(block))
+    return manifests
+
+
 def xdp_app(name: str, path: str, program: str, *, priority: int | None = None,
             proceed_on: list[str] | None = None, node_selector: dict | None = None,
             interface_selector: dict | None = None, namespace: str | None = None,

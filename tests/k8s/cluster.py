@@ -335,7 +335,8 @@ class Cluster:
 
     def _crd_established(self, name: str) -> bool:
         r = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-        conds = r.json().get("status", {}).get("conditions", [])
+        # Right after creation the server may answer "conditions": null.
+        conds = (r.json().get("status") or {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
     def _wait_policy_active(self) -> None:

@@ -30,9 +30,10 @@ def test_agent_cannot_write_another_nodes_state(k8s_cluster, k8s_node, k8s_agent
     manifest = xdp_app("kag-rbac", str(tmp_path / "none.bpf.o"), "xdp_stats")
     try:
         apply(admin, manifest)
-        wait_app(admin, manifest, "Error")  # the load fails; the States exist
-        st_a = state_on(admin, manifest, a.name)
-        st_b = state_on(admin, manifest, b.name)
+        wait_app(admin, manifest, "Error")  # the load fails (on one node at least)
+        # Each agent writes its own State; the second may come a moment later.
+        st_a = wait_until(lambda: state_on(admin, manifest, a.name), 30, "node a's State")
+        st_b = wait_until(lambda: state_on(admin, manifest, b.name), 30, "node b's State")
         # Its own State: allowed.
         as_a.patch(api.CLUSTER_STATE, st_a["metadata"]["name"],
                    {"metadata": {"annotations": {"kag-test": "mine"}}})

@@ -18,6 +18,7 @@ from agent_support import (
     bpf_object,
     delete_app,
     demo_count,
+    doc_manifests,
     gone,
     k8s_agents,  # noqa: F401 - a fixture
     kube,
@@ -26,7 +27,6 @@ from agent_support import (
     state_on,
     wait_app,
     wait_until,
-    xdp_app,
 )
 
 
@@ -46,10 +46,11 @@ def test_announcement_demo(k8s_cluster, k8s_node, k8s_agents,  # noqa: F811
     nodes = [k8s_node("kag-demo-a", {"role": "demo"}), k8s_node("kag-demo-b", {"role": "demo"})]
     k8s_agents(nodes, operator=True)
     k = kube(k8s_cluster.kubeconfig_for("admin"))
-    counter = xdp_app("go-xdp-counter-example", bpf_object("xdp_stats", tmp_path), "xdp_stats",
-                      priority=55)
-    xdp_pass = xdp_app("xdp-pass-all-nodes", bpf_object("xdp_pass", tmp_path), "pass",
-                       priority=50, proceed_on=["Drop"])
+    # The manifests exactly as docs/kubernetes.md shows them.
+    counter, xdp_pass = doc_manifests("The demo", {
+        f"{name}.bpf.o": bpf_object(name, tmp_path) for name in ("xdp_stats", "xdp_pass")})
+    assert counter["metadata"]["name"] == "go-xdp-counter-example"
+    assert xdp_pass["spec"]["programs"][0]["xdp"]["links"][0]["priority"] == 50
     try:
         apply(k, counter)
         wait_app(k, counter, "Success")

@@ -7,22 +7,18 @@ sees a real unprivileged peer; the daemon does the kernel work for it.
 from __future__ import annotations
 
 import grp
-import json
 import os
 import shutil
 import socket
 import struct
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bpfman.testing import DaemonProcess, running_daemon
+from bpfman.testing import NOBODY, DaemonProcess, call_as, running_daemon
 
-NOBODY = 65534
 MUTATIONS = {
     "program.load": {"path": "/nonexistent.o", "programs": [{"name": "x", "type": "tracepoint"}]},
     "program.unload": {"program_id": 1},
@@ -31,25 +27,11 @@ MUTATIONS = {
     "link.update": {"link_id": 1, "params": {}},
 }
 
-CLIENT = """
-import json, sys
-from bpfman.client import Client, RpcError
-method, params = sys.argv[1], json.loads(sys.argv[2])
-try:
-    print(json.dumps({"result": Client(sys.argv[3]).call(method, params)}))
-except RpcError as e:
-    print(json.dumps({"code": e.code, "message": e.message, "data": e.data}))
-"""
 
 
 def as_nobody(d: DaemonProcess, method: str, params: dict[str, Any] | None = None
               ) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", CLIENT, method, json.dumps(params or {}), str(d.socket)],
-        user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
-        timeout=60, check=True,
-    )
-    return json.loads(out.stdout)
+    return call_as(d, method, params)
 
 
 def daemon_with(rules: str) -> Iterator[DaemonProcess]:
@@ -75,7 +57,7 @@ def read_only() -> Iterator[DaemonProcess]:
 def own_scope() -> Iterator[DaemonProcess]:
     yield from daemon_with(
         '[[authorization.rules]]\nusers = ["nobody"]\nscope = "own"\n'
-        'methods = ["program.*", "link.*"]\n'
+        'methods = ["program.*", "link.*"]\nprogram_types = ["tracepoint"]\n'
     )
 
 
@@ -154,11 +136,8 @@ def test_a_group_rule_uses_the_peers_supplementary_groups() -> None:
                          'methods = ["daemon.info"]\n'):
         # Only as a supplementary group, which SO_PEERCRED does not carry:
         # the daemon takes them from SO_PEERGROUPS.
-        out = subprocess.run(
-            [sys.executable, "-c", CLIENT, "daemon.info", "{}", str(d.socket)],
-            user=NOBODY, group=NOBODY, extra_groups=[group.gr_gid], capture_output=True,
-            text=True, timeout=60, check=True)
-        assert "result" in json.loads(out.stdout), out.stdout
+        reply = call_as(d, "daemon.info", extra_groups=[group.gr_gid])
+        assert "result" in reply, reply
         assert as_nobody(d, "daemon.info")["code"] == 1500  # PermissionDenied
 
 

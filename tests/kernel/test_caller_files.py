@@ -6,11 +6,8 @@ as uid 65534 (nobody) so the kernel checks access for a real unprivileged peer.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,17 +17,7 @@ import pytest
 
 from bpfman.callerfiles import MAX_OBJECT_BYTES
 from bpfman.client import RpcError
-from bpfman.testing import DaemonProcess, running_daemon
-
-NOBODY = 65534
-CLIENT = """
-import json, sys
-from bpfman.client import Client, RpcError
-try:
-    print(json.dumps({"result": Client(sys.argv[3]).call(sys.argv[1], json.loads(sys.argv[2]))}))
-except RpcError as e:
-    print(json.dumps({"code": e.code, "message": e.message, "data": e.data}))
-"""
+from bpfman.testing import DaemonProcess, call_as, running_daemon
 
 
 @pytest.fixture
@@ -38,16 +25,15 @@ def loader() -> Iterator[DaemonProcess]:
     """A daemon where nobody may load, list and unload its own programs."""
     with running_daemon('[daemon]\nsocket_mode = "0666"\n\n[[authorization.rules]]\n'
                         'uids = [65534]\nscope = "own"\n'
-                        'methods = ["program.load", "program.unload", "program.list"]\n') as d:
+                        'methods = ["program.load", "program.unload", "program.list"]\n'
+                        'program_types = ["*"]\n') as d:
         os.chmod(d.root, 0o755)
         yield d
 
 
-def as_nobody(d: DaemonProcess, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", CLIENT, method, json.dumps(params),
-                          str(d.socket)], user=NOBODY, group=NOBODY, extra_groups=[],
-                         capture_output=True, text=True, timeout=60, check=True)
-    return json.loads(out.stdout)
+def as_nobody(d: DaemonProcess, method: str, params: dict[str, Any] | None = None
+              ) -> dict[str, Any]:
+    return call_as(d, method, params)
 
 
 def load_params(path: Path | str) -> dict[str, Any]:

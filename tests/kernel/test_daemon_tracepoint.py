@@ -127,6 +127,12 @@ def test_programs_share_maps_through_map_owner(d: DaemonProcess, tp_object: Path
                   map_owner_id=owner["program_id"])
     assert user["map_pin_dir"] == owner["map_pin_dir"]
     assert user["map_owner_id"] == owner["program_id"]
+    # Upstream's names for the same facts, in get and list alike.
+    both = sorted([owner["program_id"], user["program_id"]])
+    got = d.client().call("program.get", {"program_id": owner["program_id"]})
+    assert got["map_pin_path"] == owner["map_pin_dir"] and got["map_used_by"] == both
+    listed = {p["program_id"]: p for p in d.client().call("program.list")}
+    assert listed[user["program_id"]]["map_used_by"] == both
     attach_tp(d, owner["program_id"], "syscalls/sys_enter_getpid")
     attach_tp(d, user["program_id"], "syscalls/sys_enter_getppid")
     before = counter(owner["map_pin_dir"])

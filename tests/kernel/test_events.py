@@ -120,7 +120,8 @@ def test_a_vanished_subscriber_takes_nothing_down(how: str, daemon: DaemonProces
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
             # never_reads: stays open and never reads a byte.
-        # Enough changes to fill a non-reading subscriber's queue and socket.
+        # More changes for a non-reading subscriber (here only: the daemon
+        # survives it; that it is dropped is tests/kernel/test_subscriber_dropped.py).
         rounds = 40 if how == "never_reads" else 2
         for _ in range(rounds):
             _load_and_unload(daemon, obj)

@@ -25,12 +25,13 @@ socket_mode = "0666"
 users = ["nobody"]
 scope = "own"
 methods = ["program.load", "program.attach", "program.unload", "map.get"]
+netns = ["{netns}"]
 """
 
 
 def test_unprivileged_counter_app(veth: VethPair, public_tmp_path: Path) -> None:
     obj = compile_bpf(EXAMPLE / "xdp_counter.bpf.c", public_tmp_path)
-    with running_daemon(POLICY) as d:
+    with running_daemon(POLICY.format(netns=veth.netns_b)) as d:
         os.chmod(d.root, 0o755)
         app = subprocess.Popen(
             [sys.executable, str(EXAMPLE / "counter.py"), "--object", str(obj),

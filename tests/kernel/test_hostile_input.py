@@ -4,6 +4,7 @@ answer, and the daemon stays healthy for everyone else."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -16,16 +17,23 @@ from hypothesis import strategies as st
 from bpfman.testing import DaemonProcess, running_daemon
 
 LIMITS = """[daemon]
+socket_mode = "0666"
 max_connections = 4
+max_connections_per_uid = 3
 read_timeout_seconds = 1
 send_timeout_seconds = 1
 max_request_bytes = 65536
+
+[[authorization.rules]]
+uids = [65534, 65533, 65532]
+methods = ["daemon.info", "events.subscribe"]
 """
 
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[DaemonProcess]:
     with running_daemon(LIMITS) as d:
+        os.chmod(d.root, 0o755)  # let other uids reach the socket
         yield d
 
 
@@ -51,26 +59,74 @@ def healthy(d: DaemonProcess) -> None:
     assert d.client().call("daemon.info")["version"]
 
 
-def test_connection_cap(limited: DaemonProcess) -> None:
-    held = [connect(limited) for _ in range(4)]
+def connect_as(d: DaemonProcess, uid: int) -> socket.socket:
+    """A connection whose peer credentials (taken at connect) are `uid`'s."""
+    os.seteuid(uid)
     try:
-        for s in held:  # each is really being served
-            assert request(s, b'{"jsonrpc":"2.0","id":1,"method":"program.list"}')["result"] == []
-        extra = connect(limited)
-        reply = json.loads(extra.makefile("rb").readline())
-        assert reply["error"]["code"] == -32001
-        assert extra.recv(1) == b""  # and closed
+        return connect(d)
     finally:
-        for s in held:
-            s.close()
+        os.seteuid(0)
+
+
+def refused(s: socket.socket, needle: str) -> None:
+    reply = json.loads(s.makefile("rb").readline())
+    assert reply["error"]["code"] == -32001 and needle in reply["error"]["message"], reply
+    assert s.recv(1) == b""  # and closed
+
+
+def wait_healthy(d: DaemonProcess) -> None:
     deadline = time.monotonic() + 5
     while True:  # the slots free up as the daemon notices the closes
         try:
-            healthy(limited)
+            healthy(d)
             break
         except Exception:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_connection_caps_per_uid_then_global(limited: DaemonProcess) -> None:
+    info = b'{"jsonrpc":"2.0","id":1,"method":"daemon.info"}'
+    held = [connect_as(limited, 65534) for _ in range(3)]
+    try:
+        for s in held:  # each is really being served
+            assert "version" in request(s, info)["result"]
+        # The fourth of one uid is refused: its own share is full...
+        refused(connect_as(limited, 65534), "uid 65534 holds 3 connections")
+        # ...but another uid still gets in, up to the global cap.
+        other = connect_as(limited, 65533)
+        held.append(other)
+        assert "version" in request(other, info)["result"]
+        refused(connect_as(limited, 65532), "more than 4 connections")
+        # Root is never locked out.
+        healthy(limited)
+    finally:
+        for s in held:
+            s.close()
+    wait_healthy(limited)
+
+
+def test_subscribers_count_toward_their_uids_share(limited: DaemonProcess) -> None:
+    """Subscriptions are exempt from the read timeout, so they must not be
+    exempt from the cap: a uid cannot hold more than its share forever."""
+    held = []
+    try:
+        for _ in range(3):
+            s = connect_as(limited, 65534)
+            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}\n')
+            held.append(s)
+        for s in held:
+            assert json.loads(s.makefile("rb").readline())["id"] == 1
+        time.sleep(1.5)  # past read_timeout_seconds: they are still held
+        refused(connect_as(limited, 65534), "uid 65534 holds 3 connections")
+        other = connect_as(limited, 65533)
+        assert "version" in request(other, b'{"jsonrpc":"2.0","id":1,"method":"daemon.info"}'
+                                    )["result"]
+        other.close()
+    finally:
+        for s in held:
+            s.close()
+    wait_healthy(limited)
 
 
 def test_idle_and_slow_clients_are_disconnected(limited: DaemonProcess) -> None:

@@ -95,7 +95,8 @@ def test_map_cli(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Non
     assert daemon.cli("map", "get", pid, "by_key", key).stdout.strip() == value
     assert key in daemon.cli("map", "dump", pid, "by_key").stdout
     daemon.cli("map", "delete", pid, "by_key", key)
-    assert "no such key" in daemon.cli("map", "get", pid, "by_key", key).stdout
+    missing = daemon.cli("map", "get", pid, "by_key", key, check=False)
+    assert "no such key" in missing.stdout and missing.returncode == 1
 
 
 def test_structured_values_from_btf(daemon: DaemonProcess,

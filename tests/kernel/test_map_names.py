@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bpfman import kernel
 from bpfman.client import RpcError
 from bpfman.testing import DaemonProcess
 
@@ -51,11 +50,14 @@ def test_a_map_name_never_leaves_the_programs_maps_directory(
         client.call("program.unload", {"program_id": program_id})
 
 
-def test_a_maps_directory_removed_by_hand_is_reported(
+def test_a_maps_directory_removed_by_hand_is_reported_and_pinned_again(
         daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
     program_id = _load(daemon, bpf_program("tp_counter"))
     client = daemon.client()
     maps_dir = Path(client.call("program.get", {"program_id": program_id})["map_pin_dir"])
+    before = sorted(p.name for p in maps_dir.iterdir())
+    client.call("map.update", {"program_id": program_id, "map": "counts", "key": "00000000",
+                               "value": "2a00000000000000"})
     shutil.rmtree(maps_dir)
     try:
         for method, params in (("map.list", {}), ("map.get", {"map": "counts",
@@ -63,13 +65,13 @@ def test_a_maps_directory_removed_by_hand_is_reported(
             with pytest.raises(RpcError) as gone:
                 client.call(method, {"program_id": program_id, **params})
             assert "maps directory" in gone.value.message and gone.value.code != -32603
-        # Reconcile reports it (every time, until reloaded), and keeps the
-        # program shown: the kernel still runs it and holds its maps.
-        for _ in range(2):
-            [drift] = [d for d in client.call("daemon.reconcile")
-                       if d["subject"].startswith(f"program {program_id} ")]
-            assert "maps directory" in drift["problem"] and drift["action"].startswith("marked")
-        assert client.call("program.get", {"program_id": program_id})["program_id"] == program_id
-        assert kernel.program_info(program_id).map_ids  # the maps live on in the kernel
+        # Reconcile notices, and the program still holds its maps: pinned again.
+        [drift] = [d for d in client.call("daemon.reconcile")
+                   if d["problem"] == "maps directory missing"]
+        assert drift["action"].startswith("pinned again from the kernel"), drift
+        assert sorted(p.name for p in maps_dir.iterdir()) == before
+        value = client.call("map.get", {"program_id": program_id, "map": "counts",
+                                        "key": "00000000"})["value"]
+        assert value == "2a00000000000000"  # the same map, not a new one
     finally:
         client.call("program.unload", {"program_id": program_id})

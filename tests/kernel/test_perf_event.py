@@ -240,7 +240,7 @@ def test_example_profiler_unprivileged(public_tmp_path: Path,
         pytest.skip("needs root to run the daemon")
     policy = ('[daemon]\nsocket_mode = "0666"\n\n[[authorization.rules]]\nusers = ["nobody"]\n'
               'scope = "own"\nmethods = ["program.load", "program.attach", "program.unload",'
-              ' "map.get", "map.dump"]\n')
+              ' "map.get", "map.dump"]\nprogram_types = ["perf_event"]\n')
     built = compile_bpf(PROFILER / "profile.bpf.c", public_tmp_path)
     with running_daemon(policy) as d:
         os.chmod(d.root, 0o755)

@@ -232,7 +232,7 @@ async def test_call_and_peer_credentials(sock: Path) -> None:
         assert await client.call("echo", {"x": 3}) == {"x": 3}
         assert await client.call("whoami") == {
             "uid": os.getuid(), "gid": os.getgid(), "pid": os.getpid(),
-            "groups": list(os.getgroups()), "own_only": False,
+            "groups": list(os.getgroups()), "own_only": False, "grants": None,
         }
 
 

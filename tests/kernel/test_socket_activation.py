@@ -35,7 +35,7 @@ def test_daemon_serves_inherited_socket() -> None:
     listening.bind(str(path))
     listening.listen()
     config = root / "bpfman.toml"
-    config.write_text("")
+    config.write_text('[daemon]\nsocket_group = "bpfman"\n')
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, str(listening.fileno()), "--config", str(config),
          "--socket", str(root / "unused.sock"), "--state-dir", str(root / "state"),
@@ -57,6 +57,9 @@ def test_daemon_serves_inherited_socket() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert path.exists()  # systemd owns the socket file, not the daemon
+        # The configured group cannot apply to systemd's socket: said, not ignored.
+        assert proc.stderr is not None
+        assert "set SocketMode=/SocketGroup= in bpfman.socket" in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from xdp_support import attach, load
+from xdp_support import attach, counts, load
 
 from bpfman.testing import DaemonProcess, VethPair, running_daemon
 
@@ -59,19 +59,31 @@ def test_dispatcher_replaced_by_another_tool_is_reported_not_stomped(
 
 
 @pytest.mark.parametrize("mode", ["static", "single"])
-def test_link_pin_removed_by_hand_stops_the_program_in_the_kernel(
-    mode: str, veth: VethPair, bpf_program: Callable[..., Path]
+def test_a_link_pin_removed_by_hand_stops_its_program(
+    veth: VethPair, bpf_program: Callable[..., Path], mode: str
 ) -> None:
-    # Issue 14 item 9: the pin was only ours; the dispatcher kept calling the
-    # program after reconcile dropped its record. Now the chain is rebuilt
-    # from the records, so the kernel stops running it (traffic flows again).
-    config = f'[plugins.config.xdp]\ndispatcher = "{mode}"\n'
-    with running_daemon(config) as d:
-        link = attach_dropper(d, veth, bpf_program("xdp_verdict"))
+    """The record goes, and so does the program from the kernel's chain: the
+    daemon never leaves running what it no longer shows."""
+    with running_daemon(f'[plugins.config.xdp]\ndispatcher = "{mode}"\n') as d:
+        dropper = attach_dropper(d, veth, bpf_program("xdp_verdict"))
+        counter = None
+        if mode == "static":  # a chain of two: the counter stays
+            counter = load(d, bpf_program("xdp_counter"), "xdp_counter")
+            attach(d, counter, veth, priority=10)
         assert veth.ping(3) == 0
-        Path(link["pin_path"]).unlink()
+        Path(dropper["pin_path"]).unlink()
         drifts = d.client().call("daemon.reconcile")
-        assert veth.ping(3) == 3  # the kernel no longer runs the dropper
-        [drift] = [x for x in drifts if x["subject"] == f"link {link['link_id']}"]
-        assert "rebuilt without it" in drift["action"]
-        assert d.client().call("link.list") == []
+        [drift] = [x for x in drifts if x["subject"] == f"link {dropper['link_id']}"]
+        assert drift["action"] == "record removed; its chain rebuilt without it"
+        assert veth.ping(3) == 3  # the dropper no longer runs
+        links = d.client().call("link.list")
+        assert [x["link_id"] for x in links] == ([] if counter is None else
+                                                  [links[0]["link_id"]])
+        shown = subprocess.run(["ip", "-n", veth.ns_b, "link", "show", veth.if_b],
+                               capture_output=True, text=True, check=True).stdout
+        if counter is None:
+            assert "xdp" not in shown.split("\n", 1)[1]  # nothing left on the interface
+            assert d.client().call("dispatcher.list") == []
+        else:
+            packets = counts(counter)[0]
+            assert veth.ping(3) == 3 and counts(counter)[0] >= packets + 3

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from bpfman.config import ConfigError, load_config
+from bpfman.testing import markdown_blocks
 
 
 def test_defaults_and_overrides(tmp_path: Path) -> None:
@@ -37,3 +39,36 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, needle: str) -> 
 def test_missing_explicit_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/security.md"])
+def test_every_rule_shown_in_the_docs_is_a_valid_config(tmp_path: Path, page: str) -> None:
+    blocks = markdown_blocks(Path(__file__).parents[2] / page)
+    rules = [b for b in blocks if b.startswith(("[[authorization.rules]]", "[daemon]"))]
+    # ...and files written by a shell step: cat > /etc/bpfman/bpfman.toml <<'EOF'
+    for block in blocks:
+        rules += re.findall(r"bpfman\.toml <<'EOF'\n(.*?)\nEOF", block, re.S)
+    assert rules, f"no config examples found in {page}"
+    for block in rules:
+        config = tmp_path / "bpfman.toml"
+        config.write_text(block + "\n")
+        loaded = load_config(config)
+        if "[[authorization.rules]]" in block:
+            assert loaded.authorization.rules, block
+
+
+def test_rule_bounds_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "bpfman.toml"
+    config.write_text('[[authorization.rules]]\nusers = ["alice"]\nmethods = ["program.*"]\n')
+    [rule] = load_config(config).authorization.rules
+    bounds = rule.bounds()
+    assert bounds.allows_type("xdp", "xdp") and bounds.allows_type("cgroup_skb", "cgroup_skb")
+    for kind, kernel_type in [("kprobe", "kprobe"), ("fentry", "tracing"), ("lsm", "lsm"),
+                              ("raw_tracepoint", "raw_tracepoint"), ("uprobe", "kprobe")]:
+        assert not bounds.allows_type(kind, kernel_type), kind
+    assert (bounds.netns, bounds.interfaces, bounds.min_priority, bounds.as_caller) == (
+        (), (), 0, True)
+    config.write_text('[[authorization.rules]]\nusers = ["alice"]\nmethods = ["*"]\n'
+                      'min_priority = -1\n')
+    with pytest.raises(ConfigError, match="min_priority"):
+        load_config(config)

@@ -73,6 +73,7 @@ from bpfman.kernel.objects import (
     inspect_object,
     load_object,
     map_pin_name,
+    repin_maps,
 )
 from bpfman.kernel.pins import (
     link_id_of_pin,
@@ -199,6 +200,7 @@ __all__ = [
     "remove_pin",
     "remove_pin_dir",
     "repin",
+    "repin_maps",
     "resolve_user_target",
     "tcx_link_info",
     "test_run",

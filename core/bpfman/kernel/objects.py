@@ -25,6 +25,7 @@ from bpfman.errors import (
     InvalidArgument,
     KernelError,
     KernelFeatureMissing,
+    PermissionDenied,
     VerifierRejected,
 )
 from bpfman.kernel import pins
@@ -120,6 +121,10 @@ class LoadOptions:
     #: the object's bytes, already read (as the caller) from `path`, which then
     #: only names the object: libbpf never opens the file itself.
     data: bytes | None = attrs.field(default=None, repr=False)
+    #: False: refuse programs that call the helpers reading kernel or user
+    #: memory, or use kernel symbols (kfuncs, __ksym variables); see
+    #: `refuse_memory_reads`.
+    kernel_reads: bool = True
 
 
 @attrs.frozen
@@ -131,6 +136,27 @@ class LoadedObject:
 
 
 # --- helpers ---------------------------------------------------------------------
+
+
+def repin_maps(map_ids: list[int], directory: Path) -> list[str]:
+    """Pin the maps with these ids in `directory` again, by the kernel's map
+    names (a maps directory removed by hand, while the programs still hold
+    the maps). Returns the pin names. The kernel keeps at most 15
+    characters of a name: a longer map name comes back truncated.
+    """
+    names = []
+    for map_id in sorted(set(map_ids)):
+        with kernel_errors("bpf_map_get_fd_by_id", map_id=map_id):
+            fd = libbpf.bpf_map_get_fd_by_id(map_id)
+        try:
+            info = BpfMapInfo()
+            pins.object_info(fd, info, "bpf_obj_get_info_by_fd(map)")
+            name = map_pin_name(info.name.decode(errors="replace"))
+            pins.pin_fd(fd, directory / name)
+            names.append(name)
+        finally:
+            os.close(fd)
+    return names
 
 
 def map_pin_name(map_name: str) -> str:
@@ -360,6 +386,8 @@ def _load(options: LoadOptions, log_size: int) -> LoadedObject:
         if options.reuse_maps_dir is not None:
             _reuse_maps(obj, options.reuse_maps_dir)
 
+        if not options.kernel_reads:
+            refuse_memory_reads(obj, selected)
         _load_programs(obj, options, selected, logs)
 
         program_ids: dict[str, int] = {}
@@ -510,6 +538,56 @@ def _check_compatible(spec: MapSpec, fd: int, pin: Path) -> None:
             map=spec.name,
             pin=str(pin),
         )
+
+
+# Helpers that read kernel or user memory. The kernel offers them to every
+# program type loaded with CAP_PERFMON (bpf_base_func_proto), which the daemon
+# holds; the rest are tracing-only and listed for completeness.
+MEMORY_READING_HELPERS = {
+    4: "bpf_probe_read", 6: "bpf_trace_printk", 35: "bpf_get_current_task",
+    45: "bpf_probe_read_str", 112: "bpf_probe_read_user", 113: "bpf_probe_read_kernel",
+    114: "bpf_probe_read_user_str", 115: "bpf_probe_read_kernel_str",
+    149: "bpf_snprintf_btf", 153: "bpf_per_cpu_ptr", 154: "bpf_this_cpu_ptr",
+    158: "bpf_get_current_task_btf", 175: "bpf_task_pt_regs", 177: "bpf_trace_vprintk",
+}
+_BPF_CALL = 0x85  # BPF_JMP | BPF_CALL
+
+
+class _Insn(ctypes.Structure):
+    _fields_ = (("code", ctypes.c_uint8), ("regs", ctypes.c_uint8),
+                ("off", ctypes.c_int16), ("imm", ctypes.c_int32))
+
+
+def refuse_memory_reads(obj: int, selected: dict[str, int]) -> None:
+    """Raise PermissionDenied if a selected program could read memory that is
+    not its own: a call to a helper in MEMORY_READING_HELPERS, or any kernel
+    symbol (the object's ``.ksyms`` section: kfuncs, kernel variables).
+
+    Why not drop CAP_PERFMON for the load instead: the kernel ties its
+    pointer-arithmetic rules to it too, so ordinary packet parsing
+    (``data_end - data``) would be refused."""
+    btf = libbpf.bpf_object__btf(obj)
+    try:
+        ksyms = bool(btf) and libbpf.btf__find_by_name_kind(
+            btf, b".ksyms", BTF_KIND_DATASEC) >= 0
+    except SysError:  # ENOENT: no such section
+        ksyms = False
+    if ksyms:
+        raise PermissionDenied("the object uses kernel symbols (__ksym: kfuncs or kernel"
+                               " variables), which only callers granted a tracing type may load")
+    for name, prog in selected.items():
+        count = libbpf.bpf_program__insn_cnt(prog)
+        insns = ctypes.cast(libbpf.bpf_program__insns(prog), ctypes.POINTER(_Insn))
+        for i in range(count):
+            insn = insns[i]
+            # src_reg 0: a helper call (1 is a call of a subprogram, 2 a kfunc).
+            if insn.code == _BPF_CALL and insn.regs >> 4 == 0 and (
+                    insn.imm in MEMORY_READING_HELPERS):
+                helper = MEMORY_READING_HELPERS[insn.imm]
+                raise PermissionDenied(
+                    f"program {name!r} calls {helper}, which reads memory that is not its"
+                    f" own: only callers granted a tracing type may load it",
+                    program=name, helper=helper)
 
 
 def _load_programs(

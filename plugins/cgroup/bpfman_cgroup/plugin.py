@@ -28,7 +28,7 @@ import attrs
 
 from bpfman import AttachTargetNotFound, BpfmanError, InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
 
 KINDS = {
     "cgroup_skb": "cgroup_skb (ingress, egress): per-packet allow/drop of a cgroup's sockets",
@@ -88,6 +88,11 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
     if not any(path.resolve().is_relative_to(m) for m in v2):
         raise InvalidArgument(f"{params.cgroup} is not on a cgroup v2 mount"
                               f" ({', '.join(v2) or 'none mounted'})", field="cgroup")
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: CgroupParams) -> Reach:
+    return Reach(cgroups=(params.cgroup,), priority=params.priority)
 
 
 @hookimpl

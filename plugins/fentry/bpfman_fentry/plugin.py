@@ -19,7 +19,7 @@ import attrs
 
 from bpfman import KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 FENTRY, FEXIT = "fentry", "fexit"
 
@@ -38,6 +38,12 @@ def bpfman_register_kinds() -> list[KindSpec]:
                              " (target fixed at load time with attach_func)")
         for kind, where in ((FENTRY, "entry"), (FEXIT, "exit"))
     ]
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: FentryParams) -> Reach:
+    # The whole kernel: bounded by the grant of the type itself (root-equivalent).
+    return Reach()
 
 
 @hookimpl

@@ -20,7 +20,7 @@ import attrs
 
 from bpfman import InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 KPROBE, KRETPROBE = "kprobe", "kretprobe"
 # Kernel symbols, compiler clones included ("foo.isra.0").
@@ -67,6 +67,12 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
         raise InvalidArgument("a kretprobe cannot have an offset (it fires on return)",
                               field="offset")
     ctx.kernel.check_kernel_function(params.fn_name, ctx.kernel.ensure_tracefs())
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: KprobeParams) -> Reach:
+    # The whole kernel: bounded by the grant of the type itself (root-equivalent).
+    return Reach()
 
 
 @hookimpl

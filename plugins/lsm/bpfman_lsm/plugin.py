@@ -21,7 +21,7 @@ import attrs
 
 from bpfman import KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 TYPE = "lsm"
 
@@ -40,6 +40,12 @@ def bpfman_register_kinds() -> list[KindSpec]:
                  description="Linux Security Module hooks (BPF LSM; hook fixed at load"
                              " time with attach_func or SEC(\"lsm/<hook>\"))")
     ]
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: LsmParams) -> Reach:
+    # The whole kernel: bounded by the grant of the type itself (root-equivalent).
+    return Reach()
 
 
 @hookimpl

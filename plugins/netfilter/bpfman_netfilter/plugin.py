@@ -22,7 +22,7 @@ import attrs
 from bpfman import BpfmanError, KindSpec, hookimpl
 from bpfman.context import HookContext
 from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
 
 TYPE = "netfilter"
 FAMILIES = ("ipv4", "ipv6")
@@ -62,6 +62,11 @@ def bpfman_register_kinds() -> list[KindSpec]:
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
                            params: NetfilterParams) -> None:
     NetNs.of(params.netns)
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: NetfilterParams) -> Reach:
+    return Reach(network=True, netns=params.netns or None)
 
 
 @hookimpl

@@ -21,7 +21,7 @@ import attrs
 
 from bpfman import AttachTargetNotFound, BpfmanError, InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
 
 TYPE = "perf_event"
 PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE = 0, 1
@@ -148,6 +148,12 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
     if params.cgroup is not None and not Path(params.cgroup, "cgroup.procs").exists():
         raise AttachTargetNotFound(f"no cgroup v2 directory {params.cgroup}",
                                    cgroup=params.cgroup)
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: PerfEventParams) -> Reach:
+    # The whole kernel: bounded by the grant of the type itself (root-equivalent).
+    return Reach()
 
 
 @hookimpl

@@ -22,7 +22,7 @@ import attrs
 from bpfman import BpfmanError, KindSpec, hookimpl
 from bpfman.context import HookContext
 from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
 
 TYPE = "sk_lookup"
 SELF = "/proc/self/ns/net"  # opened by the daemon: the daemon's namespace
@@ -56,6 +56,11 @@ def bpfman_register_kinds() -> list[KindSpec]:
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
                            params: SkLookupParams) -> None:
     NetNs.of(params.netns)  # refuses a path that is not a live namespace
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: SkLookupParams) -> Reach:
+    return Reach(network=True, netns=params.netns or None)
 
 
 @hookimpl

@@ -34,7 +34,7 @@ import attrs
 from bpfman import AttachTargetNotFound, BpfmanError, KindSpec, dispatch, hookimpl
 from bpfman.context import HookContext
 from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
 from bpfman_tc import freplace
 from bpfman_tc.params import TcParams, check_interface, hook_point
 
@@ -66,6 +66,12 @@ def _ns(params: TcParams) -> NetNs:
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: TcParams) -> None:
     check_interface(ctx, params)
     dispatch.TC.mask(params.proceed_on)
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: TcParams) -> Reach:
+    return Reach(network=True, netns=params.netns or None, interface=params.iface,
+                 priority=params.priority)
 
 
 @hookimpl

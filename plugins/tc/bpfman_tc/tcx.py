@@ -27,7 +27,7 @@ import attrs
 from bpfman import AttachTargetNotFound, BpfmanError, KindSpec, hookimpl
 from bpfman.context import HookContext
 from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
 from bpfman_tc.params import TcxParams, check_interface, hook_point
 from bpfman_tc.placement import plan
 
@@ -55,6 +55,12 @@ def _ns(params: TcxParams) -> NetNs:
 @hookimpl
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: TcxParams) -> None:
     check_interface(ctx, params)
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: TcxParams) -> Reach:
+    return Reach(network=True, netns=params.netns or None, interface=params.iface,
+                 priority=params.priority)
 
 
 @hookimpl

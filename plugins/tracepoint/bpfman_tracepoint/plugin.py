@@ -16,7 +16,7 @@ import attrs
 
 from bpfman import AttachTargetNotFound, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 TYPE = "tracepoint"
 # tracefs names: event systems and events are C identifiers in practice.
@@ -66,6 +66,13 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
             f"no tracepoint {params.tracepoint} (see {events})",
             tracepoint=params.tracepoint,
         )
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord,
+                        params: TracepointParams) -> Reach:
+    # The whole kernel: bounded by the grant of the type itself (root-equivalent).
+    return Reach()
 
 
 @hookimpl

@@ -24,7 +24,7 @@ import attrs
 
 from bpfman import InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 UPROBE, URETPROBE = "uprobe", "uretprobe"
 # ELF symbol names, C++ mangled ones and versioned ones ("memcpy@GLIBC_2.14") included.
@@ -78,6 +78,13 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
     if params.pid is not None:
         ctx.kernel.check_process(params.pid, "pid")
     _resolve(ctx, params)
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: UprobeParams) -> Reach:
+    path, _ = _resolve(ctx, params)
+    pids = tuple(p for p in (params.pid, params.container_pid) if p is not None)
+    return Reach(files=(str(path),), processes=pids, every_process=params.pid is None)
 
 
 @hookimpl

@@ -33,7 +33,7 @@ from bpfman import KindSpec, hookimpl
 from bpfman.context import HookContext
 from bpfman.kernel import netlink
 from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord
+from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
 from bpfman_xdp import chain
 from bpfman_xdp.params import XdpConfig, XdpParams
 
@@ -54,6 +54,12 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
     XdpConfig.parse(ctx.plugin_config)
     ns = NetNs.of(params.netns)
     netlink.ifindex(params.iface, ns)
+
+
+@hookimpl
+def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: XdpParams) -> Reach:
+    return Reach(network=True, netns=params.netns or None, interface=params.iface,
+                 priority=params.priority)
 
 
 @hookimpl

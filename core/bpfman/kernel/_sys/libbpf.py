@@ -103,6 +103,8 @@ bpf_program__set_log_buf = _bind(
     "bpf_program__set_log_buf", c_int, (c_void_p, c_void_p, c_size_t), "neg"
 )
 bpf_program__fd = _bind("bpf_program__fd", c_int, (c_void_p,), "neg")
+bpf_program__insns = _bind("bpf_program__insns", c_void_p, (c_void_p,))
+bpf_program__insn_cnt = _bind("bpf_program__insn_cnt", c_size_t, (c_void_p,))
 
 bpf_map__name = _bind("bpf_map__name", c_char_p, (c_void_p,))
 bpf_map__type = _bind("bpf_map__type", c_int, (c_void_p,))
@@ -121,6 +123,7 @@ bpf_map__fd = _bind("bpf_map__fd", c_int, (c_void_p,), "neg")
 bpf_map__set_pin_path = _bind("bpf_map__set_pin_path", c_int, (c_void_p, c_char_p), "neg")
 
 # --- BTF ---------------------------------------------------------------------
+btf__find_by_name_kind = _bind("btf__find_by_name_kind", c_int, (c_void_p, c_char_p, c_uint32))
 btf__type_cnt = _bind("btf__type_cnt", c_uint32, (c_void_p,))
 btf__type_by_id = _bind("btf__type_by_id", c_void_p, (c_void_p, c_uint32), "null")
 btf__name_by_offset = _bind("btf__name_by_offset", c_char_p, (c_void_p, c_uint32))

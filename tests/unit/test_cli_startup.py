@@ -1,0 +1,26 @@
+"""The CLI's start-up path imports nothing heavy (docs/performance.md,
+"CLI start-up"): trio, pluggy, attrs and cattrs are the daemon's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("trio", "pluggy", "attrs", "attr", "cattrs")
+
+
+def test_the_cli_imports_no_daemon_stack() -> None:
+    code = ("import sys; import bpfman.cli; from bpfman.client import Client; "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_plugin_api_is_still_there() -> None:
+    from bpfman import KindSpec, hookimpl
+    from bpfman.client import AsyncClient
+
+    assert KindSpec.__name__ == "KindSpec" and hookimpl.project_name == "bpfman"
+
+    assert AsyncClient.__module__ == "bpfman.asyncclient"
