@@ -306,3 +306,19 @@ def test_link_update_program_swap_rebuilds_the_chain(chain: Chain, veth: VethPai
     assert veth.ping(2) == 0
     [disp] = chain.dispatchers()
     assert [s["program_id"] for s in disp["slots"]] == [dropper]
+
+
+def test_link_pin_removed_by_hand_stops_the_program(chain: Chain, veth: VethPair) -> None:
+    """Issue 14 item 9 for TC: reconcile drops the record of a link whose pin
+    was removed by hand and rebuilds the chain without it, so the kernel
+    stops running the dropper (here the last link: the dispatcher goes)."""
+    chain.load(1, SHOT)
+    link = attach(chain, veth, 1, 5)
+    assert veth.ping(2) == 0
+    Path(link["pin_path"]).unlink()
+    drifts = chain.client.call("daemon.reconcile")
+    assert veth.ping(2) == 2  # the kernel no longer runs the dropper
+    [drift] = [x for x in drifts if x["subject"] == f"link {link['link_id']}"]
+    assert "rebuilt without it" in drift["action"]
+    assert chain.client.call("link.list") == []
+    assert chain.dispatchers() == [] and filters(veth) == []
