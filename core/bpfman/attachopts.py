@@ -105,21 +105,14 @@ def parse(kind: str, tokens: Sequence[str]
     cls = params_class(kind)
     if cls is None:
         return None
-    parser = build_parser(kind, cls)
-    try:
-        ns = parser.parse_args(list(tokens))
-    except SystemExit:
-        raise
-    values = vars(ns)
+    values = vars(build_parser(kind, cls).parse_args(list(tokens)))
     metadata: dict[str, str] = {}
     for item in values.pop("metadata"):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise AttachUsageError(f"-m needs KEY=VALUE, got {item!r}")
         metadata[key] = value
-    globals_ = {k: values.pop(k) for k in ("socket", "output") if values.get(k) is not None}
-    values.pop("socket", None)
-    values.pop("output", None)
+    globals_ = {k: v for k in ("socket", "output") if (v := values.pop(k, None)) is not None}
     _validate(cls, values)
     return values, metadata, globals_
 

@@ -39,7 +39,7 @@ import attrs
 from bpfman.client import Client as DaemonClient
 from bpfman.client import RpcError, default_socket_path
 from bpfman_operator import api, expand, netinfo, resolvers, status
-from bpfman_operator.kube import ApiError, Client, Informer
+from bpfman_operator.kube import ApiError, Client, Informer, LevelTriggered
 from bpfman_operator.selectors import SelectorError, matches
 
 log = logging.getLogger("bpfman_operator.agent")
@@ -82,17 +82,18 @@ class Daemon:
         raise AssertionError("unreachable")
 
 
-class Agent:
+class Agent(LevelTriggered):
+    log = log
+
     def __init__(self, kube: Client, daemon: Daemon, node_name: str, *,
                  resolver: resolvers.PodResolver, node_netns: str | None = None,
                  resync: float = 60.0,
                  interface_holding: Callable[..., str | None] = netinfo.interface_holding,
                  interface_names: Callable[..., list[str]] = netinfo.interface_names) -> None:
+        super().__init__(resync)
         self.kube, self.daemon, self.node_name = kube, daemon, node_name
-        self.resolver, self.node_netns, self.resync = resolver, node_netns, resync
+        self.resolver, self.node_netns = resolver, node_netns
         self._interface_holding, self._interface_names = interface_holding, interface_names
-        self.trigger = threading.Event()
-        self.stopping = threading.Event()
         self.load_failures: dict[str, LoadFailure] = {}
         self.passes = 0
         on_change = self.trigger.set
@@ -108,31 +109,6 @@ class Agent:
         self.pods = Informer(kube, api.POD, on_change,
                              field_selector=f"spec.nodeName={node_name}")
         self.informers = [*self.apps.values(), *self.states.values(), self.nodes, self.pods]
-
-    # -- process -------------------------------------------------------------
-    def run(self) -> None:
-        for inf in self.informers:
-            inf.start()
-        while not self.stopping.is_set():
-            if not all(inf.synced.is_set() for inf in self.informers):
-                self.trigger.wait(0.5)
-                self.trigger.clear()
-                continue
-            self.trigger.clear()
-            try:
-                retry = self.reconcile_all()
-            except Exception:
-                log.exception("reconcile pass failed")
-                retry = 2.0
-            wait = self.resync if retry is None else min(retry, self.resync)
-            self.trigger.wait(wait)
-            time.sleep(0.02)  # let a burst of watch events land in one pass
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.trigger.set()
-        for inf in self.informers:
-            inf.stop()
 
     # -- one pass ------------------------------------------------------------
     def reconcile_all(self) -> float | None:

@@ -14,22 +14,22 @@ import argparse
 import logging
 import os
 import signal
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from bpfman_operator import api, status
-from bpfman_operator.kube import ApiError, Client, Informer, load_config
+from bpfman_operator.kube import ApiError, Client, Informer, LevelTriggered, load_config
 
 log = logging.getLogger("bpfman_operator.operator")
 
 
-class Operator:
+class Operator(LevelTriggered):
+    log = log
+
     def __init__(self, kube: Client, *, resync: float = 60.0) -> None:
-        self.kube, self.resync = kube, resync
-        self.trigger = threading.Event()
-        self.stopping = threading.Event()
+        super().__init__(resync)
+        self.kube = kube
+        self.retry_after_failure = 1.0
         on_change = self.trigger.set
         self.apps = {api.CLUSTER_APP.kind: Informer(kube, api.CLUSTER_APP, on_change),
                      api.NS_APP.kind: Informer(kube, api.NS_APP, on_change)}
@@ -38,31 +38,8 @@ class Operator:
         self.nodes = Informer(kube, api.NODE, on_change)
         self.informers = [*self.apps.values(), *self.states.values(), self.nodes]
 
-    def run(self) -> None:
-        for inf in self.informers:
-            inf.start()
-        while not self.stopping.is_set():
-            if not all(inf.synced.is_set() for inf in self.informers):
-                self.trigger.wait(0.5)
-                self.trigger.clear()
-                continue
-            self.trigger.clear()
-            try:
-                retry = self.reconcile_all()
-            except Exception:
-                log.exception("reconcile pass failed")
-                retry = True
-            self.trigger.wait(1.0 if retry else self.resync)
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.trigger.set()
-        for inf in self.informers:
-            inf.stop()
-
-    def reconcile_all(self) -> bool:
-        """One pass; True when something must be retried soon."""
+    def reconcile_all(self) -> float | None:
+        """One pass; 1 s when something must be retried soon, else None."""
         retry = False
         node_names = {n["metadata"]["name"] for n in self.nodes.items()}
         for kind, apps in self.apps.items():
@@ -86,7 +63,7 @@ class Operator:
                 except ApiError as exc:
                     log.info("%s: %s; retrying", st["metadata"]["name"], exc)
                     retry = True
-        return retry
+        return 1.0 if retry else None
 
     def reconcile_app(self, kind: str, app: dict[str, Any], states: list[dict[str, Any]],
                       node_names: set[str]) -> None:

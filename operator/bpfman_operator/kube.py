@@ -333,3 +333,46 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return predicate()
+
+
+class LevelTriggered:
+    """The loop the agent and the operator share: start the informers, and
+    after any change (or every `resync` seconds) make one `reconcile_all`
+    pass over everything, once every cache has synced. `reconcile_all`
+    returns how soon the next pass is due, or None for the resync."""
+
+    informers: list[Informer]
+    log = log  # subclasses log as themselves
+    retry_after_failure = 2.0  # seconds, after a pass that raised
+
+    def __init__(self, resync: float) -> None:
+        self.resync = resync
+        self.trigger = threading.Event()
+        self.stopping = threading.Event()
+
+    def reconcile_all(self) -> float | None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        for inf in self.informers:
+            inf.start()
+        while not self.stopping.is_set():
+            if not all(inf.synced.is_set() for inf in self.informers):
+                self.trigger.wait(0.5)
+                self.trigger.clear()
+                continue
+            self.trigger.clear()
+            try:
+                retry = self.reconcile_all()
+            except Exception:
+                self.log.exception("reconcile pass failed")
+                retry = self.retry_after_failure
+            self.trigger.wait(self.resync if retry is None else min(retry, self.resync))
+            time.sleep(0.02)  # let a burst of watch events land in one pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.trigger.set()
+        for inf in self.informers:
+            inf.stop()
+
