@@ -24,11 +24,12 @@ import attrs
 import pytest
 import trio
 
-from bpfman import cli, server
-from bpfman.api import Caller, Method
+from bpfman import cli
 from bpfman.client import AsyncClient, Client, DaemonUnreachable, RpcError
-from bpfman.framing import LineReader
-from bpfman.requests import NoParams
+from bpfman.model.caller import Caller, Method
+from bpfman.model.requests import NoParams
+from bpfman.rpc import server
+from bpfman.rpc.framing import LineReader
 
 MAX_LINE = 4096
 
@@ -388,8 +389,8 @@ CHILD = textwrap.dedent(
     """
     import os, sys, trio
     from bpfman import server
-    from bpfman.api import Method
-    from bpfman.requests import NoParams
+    from bpfman.model.caller import Method
+    from bpfman.model.requests import NoParams
 
     async def env(caller, params):
         return {

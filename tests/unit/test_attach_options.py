@@ -1,5 +1,5 @@
 """`bpfman attach ID TYPE ...`: options generated from each type's params class
-(bpfman.attachopts), for built-in and third-party types alike."""
+(bpfman.cli.attachopts), for built-in and third-party types alike."""
 
 from __future__ import annotations
 

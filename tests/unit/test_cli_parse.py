@@ -171,10 +171,12 @@ def test_daemon_gets_the_rest_of_argv(
     argv: list[str], expected: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[list[str]] = []
-    fake = types.ModuleType("bpfman.daemon")
+    fake = types.ModuleType("bpfman.daemon.main")
     fake.main = lambda rest: seen.append(rest) or 7  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bpfman.daemon", fake)
-    monkeypatch.setattr(bpfman, "daemon", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "bpfman.daemon.main", fake)
+    import bpfman.daemon
+
+    monkeypatch.setattr(bpfman.daemon, "main", fake, raising=False)
     assert cli.main(argv) == 7
     assert seen == [expected]
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from bpfman import cli, imagecli, images
+from bpfman import cli, images
+from bpfman.cli import images as imagecli
 
 
 def parse(*argv: str) -> Any:

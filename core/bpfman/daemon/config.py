@@ -22,7 +22,7 @@ falls back silently. Command-line options override the file.
 
     [plugins.config.NAME]            # free-form table handed to plugin NAME
 
-    [[authorization.rules]]          # see bpfman.authz; root may do everything
+    [[authorization.rules]]          # see bpfman.authz.policy; root may do everything
     groups = ["bpfman-admin"]
     methods = ["*"]
 
@@ -34,7 +34,7 @@ falls back silently. Command-line options override the file.
     username = "ci"
     password_file = "/etc/bpfman/registry-ci.password"
 
-    [signing]                        # see bpfman.signing and docs/images.md
+    [signing]                        # see bpfman.images.signing and docs/images.md
     verify_enabled = true
     allow_unsigned = true            # forgives a MISSING signature only
     trusted_root = "/etc/bpfman/trusted_root.json"   # unset: embedded public-good root
@@ -52,10 +52,10 @@ from typing import Any
 
 import attrs
 
-from bpfman.authz import AuthorizationConfig
-from bpfman.convert import converter, describe_errors
+from bpfman.authz.policy import AuthorizationConfig
 from bpfman.images import ImagesConfig
-from bpfman.signing import SigningConfig
+from bpfman.images.signing import SigningConfig
+from bpfman.model.convert import converter, describe_errors
 
 DEFAULT_CONFIG_PATH = Path("/etc/bpfman/bpfman.toml")
 

@@ -27,8 +27,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bpfman.api import Caller
-from bpfman.errors import InvalidArgument
+from bpfman.model.caller import Caller
+from bpfman.model.errors import InvalidArgument
 
 #: BPF objects are small; this bounds the memory one request can make us use.
 MAX_OBJECT_BYTES = 64 << 20

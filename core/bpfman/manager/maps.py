@@ -16,11 +16,11 @@ from typing import Any
 
 import attrs
 
-from bpfman import grants
-from bpfman.api import Caller
-from bpfman.errors import InvalidArgument, NotFound, PermissionDenied, ProgramNotFound
-from bpfman.records import ProgramRecord
-from bpfman.requests import doc, program_id_field
+from bpfman.authz import grants
+from bpfman.model.caller import Caller
+from bpfman.model.errors import InvalidArgument, NotFound, PermissionDenied, ProgramNotFound
+from bpfman.model.records import ProgramRecord
+from bpfman.model.requests import doc, program_id_field
 from bpfman.store import Store
 
 MAX_DUMP_PAGE = 4096

@@ -118,7 +118,7 @@ def parse(kind: str, tokens: Sequence[str]
 
 
 def _validate(cls: type, values: dict[str, Any]) -> None:
-    from bpfman import convert
+    from bpfman.model import convert
 
     try:
         convert.structure(values, cls)

@@ -29,9 +29,9 @@ from typing import Any
 import cattrs
 import trio
 
-from bpfman import convert
-from bpfman.api import Caller, Method, MethodTable
-from bpfman.errors import BpfmanError
+from bpfman.model import convert
+from bpfman.model.caller import Caller, Method, MethodTable
+from bpfman.model.errors import BpfmanError
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

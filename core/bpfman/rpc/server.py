@@ -25,9 +25,9 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
-from bpfman import jsonrpc
-from bpfman.api import Caller, MethodTable
-from bpfman.framing import DEFAULT_MAX_LINE, LineReader, LineTooLong, send_line
+from bpfman.model.caller import Caller, MethodTable
+from bpfman.rpc import jsonrpc
+from bpfman.rpc.framing import DEFAULT_MAX_LINE, LineReader, LineTooLong, send_line
 
 log = logging.getLogger("bpfman.server")
 

@@ -1,7 +1,7 @@
 """Every API method's signature: params type, result type, summary.
 
 The one list both sides use: the daemon binds each to its handler
-(`bpfman.api.build_method_table`), the client structures results into the
+(`bpfman.model.caller.build_method_table`), the client structures results into the
 same attrs classes (`bpfman.client.Client.call_typed`), and `rpc.discover`
 documents them.
 """
@@ -12,11 +12,11 @@ from typing import Any
 
 import attrs
 
-from bpfman import events as ev
 from bpfman import images as im
-from bpfman import mapaccess as mp
-from bpfman import replies as r
-from bpfman import requests as q
+from bpfman.daemon import events as ev
+from bpfman.manager import maps as mp
+from bpfman.model import replies as r
+from bpfman.model import requests as q
 
 
 @attrs.frozen

@@ -27,19 +27,25 @@ import attrs
 import trio
 
 import bpfman
-from bpfman import kernel, openrpc
-from bpfman.api import Caller, Method, build_method_table
-from bpfman.authz import Policy
-from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from bpfman.errors import BpfmanError
-from bpfman.events import EventBus
-from bpfman.jsonrpc import Encoded
-from bpfman.lane import FairLane
+from bpfman import kernel
+from bpfman.authz.policy import Policy
+from bpfman.daemon.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from bpfman.daemon.events import EventBus
+from bpfman.daemon.lane import FairLane
 from bpfman.manager import Manager
-from bpfman.methods import BY_NAME
+from bpfman.model.caller import Caller, Method, build_method_table
+from bpfman.model.errors import BpfmanError
+from bpfman.model.requests import NoParams
 from bpfman.plugins import build_plugin_manager
-from bpfman.requests import NoParams
-from bpfman.server import ConnectionLimits, listeners_from_systemd, open_unix_listener, serve_rpc
+from bpfman.rpc import openrpc
+from bpfman.rpc.jsonrpc import Encoded
+from bpfman.rpc.methods import BY_NAME
+from bpfman.rpc.server import (
+    ConnectionLimits,
+    listeners_from_systemd,
+    open_unix_listener,
+    serve_rpc,
+)
 from bpfman.store import Store
 
 log = logging.getLogger("bpfman.daemon")

@@ -1,6 +1,6 @@
 """Wire nouns: the params of every JSON-RPC method.
 
-Each class is both the validator (through `bpfman.convert`) and the source of
+Each class is both the validator (through `bpfman.model.convert`) and the source of
 the OpenRPC schema (`rpc.discover`). Field docs live in `metadata["doc"]`.
 """
 

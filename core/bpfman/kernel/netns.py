@@ -19,8 +19,8 @@ from pathlib import Path
 
 import attrs
 
-from bpfman.errors import AttachTargetNotFound, InvalidArgument, KernelError
 from bpfman.kernel._sys.setns import setns
+from bpfman.model.errors import AttachTargetNotFound, InvalidArgument, KernelError
 
 CLONE_NEWNET = 0x40000000
 _SELF = Path("/proc/thread-self/ns/net")

@@ -4,7 +4,7 @@ Every error the daemon reports on purpose is a `BpfmanError`. Each class
 carries its application code (`code`), which subclasses inherit, and `data()`
 returns the structured detail sent as the JSON-RPC error's `data` member.
 Codes are API: never renumber them. They sit outside JSON-RPC's reserved
-range -32768..-32000; the protocol codes themselves live in `bpfman.jsonrpc`.
+range -32768..-32000; the protocol codes themselves live in `bpfman.rpc.jsonrpc`.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ from typing import Any
 
 import attrs
 
-from bpfman.errors import Conflict, InvalidArgument, KernelFeatureMissing
+from bpfman.model.errors import Conflict, InvalidArgument, KernelFeatureMissing
 
 MAX_SLOTS = 10
 #: libxdp's ``XDP_DISPATCHER_RETVAL`` / bpfman's TC ``TC_DISPATCHER_RETVAL``

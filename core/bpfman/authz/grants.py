@@ -39,10 +39,10 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-from bpfman.api import Caller
-from bpfman.callerfiles import check_readable, open_as
-from bpfman.errors import BpfmanError, PermissionDenied
-from bpfman.records import Reach
+from bpfman.authz.callerfiles import check_readable, open_as
+from bpfman.model.caller import Caller
+from bpfman.model.errors import BpfmanError, PermissionDenied
+from bpfman.model.records import Reach
 
 #: Kernel program types loadable only with CAP_PERFMON: their programs read
 #: kernel memory (bpf_probe_read_kernel) or run inside any program (ext).

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import httpx
 
-from bpfman.errors import InvalidArgument, PullFailed
+from bpfman.model.errors import InvalidArgument, PullFailed
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bpfman.cliargs import load_options, program_selector
+from bpfman.cli.args import load_options, program_selector
 
 PASSWORD_ENV = "BPFMAN_REGISTRY_PASSWORD"
 POLICIES = ["Always", "IfNotPresent", "Never"]
@@ -203,8 +203,9 @@ def run_local(args: argparse.Namespace, socket_path: str, output: str) -> int:
 def _build(args: argparse.Namespace, output: str) -> int:
     import trio
 
-    from bpfman import images, oci
-    from bpfman.errors import BpfmanError
+    from bpfman import images
+    from bpfman.images import oci
+    from bpfman.model.errors import BpfmanError
 
     if not args.push and args.oci_layout is None:
         print("bpfman image build: error: nothing to do: give --push and/or --oci-layout DIR",
@@ -252,7 +253,7 @@ def _build(args: argparse.Namespace, output: str) -> int:
 
 def _write_layout(root: Path, image: Any, ref: str) -> None:
     """An OCI image layout (what skopeo/podman read with oci:DIR)."""
-    from bpfman import oci
+    from bpfman.images import oci
 
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)

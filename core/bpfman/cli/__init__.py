@@ -28,12 +28,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import bpfman
-from bpfman import imagecli
-from bpfman.cliargs import global_value as _global_value
-from bpfman.cliargs import json_object as _json_object
-from bpfman.cliargs import key_value as _key_value
-from bpfman.cliargs import load_options
-from bpfman.cliargs import program_selector as _program_selector
+from bpfman.cli import images as imagecli
+from bpfman.cli.args import global_value as _global_value
+from bpfman.cli.args import json_object as _json_object
+from bpfman.cli.args import key_value as _key_value
+from bpfman.cli.args import load_options
+from bpfman.cli.args import program_selector as _program_selector
 from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
 
 _INT = re.compile(r"[+-]?\d+")
@@ -318,7 +318,7 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "program.load", {"path": args.path, "programs": args.programs,
                                 **load_options(args)}
     if cmd == "attach":
-        from bpfman import attachopts  # imports the plugins: only this command pays
+        from bpfman.cli import attachopts  # imports the plugins: only this command pays
 
         try:
             typed = attachopts.parse(args.type, args.options)
@@ -589,15 +589,16 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return 0
     daemon_argv = _split_daemon(argv)
     if daemon_argv is not None:
-        from bpfman import daemon  # the client side never imports the daemon's stack
+        # The client side never imports the daemon's stack.
+        from bpfman.daemon import main as daemon_main
 
-        return daemon.main(daemon_argv)
+        return daemon_main.main(daemon_argv)
 
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command == "attach" and {"-h", "--help"} & set(args.options):
-            from bpfman import attachopts
+            from bpfman.cli import attachopts
 
             if attachopts.params_class(args.type) is None:
                 parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0

@@ -1,6 +1,6 @@
 """The method table: JSON-RPC method name -> params type, handler, result type.
 
-`bpfman.jsonrpc` dispatches by this table; `bpfman.openrpc` documents it.
+`bpfman.rpc.jsonrpc` dispatches by this table; `bpfman.rpc.openrpc` documents it.
 The handlers themselves are `Manager` methods (see `bpfman.manager`), bound
 by `build_method_table`.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from bpfman.grants import Bounds
+    from bpfman.authz.grants import Bounds
 
 
 @attrs.frozen
@@ -31,7 +31,7 @@ class Caller:
     pid: int
     groups: tuple[int, ...] = ()
     own_only: bool = False
-    #: The bounds of the rules that granted this call (`bpfman.grants`);
+    #: The bounds of the rules that granted this call (`bpfman.authz.grants`);
     #: None: unbounded (root, or the daemon acting for itself).
     grants: tuple[Bounds, ...] | None = None
 
@@ -55,13 +55,13 @@ MethodTable = Mapping[str, Method]
 def build_method_table(
     manager: Any, run_in_lane: Callable[..., Awaitable[Any]]
 ) -> dict[str, Method]:
-    """Bind every `bpfman.methods` signature that has a Manager handler, run
+    """Bind every `bpfman.rpc.methods` signature that has a Manager handler, run
     in the kernel lane. The daemon adds its own (events, rpc.discover).
 
     `run_in_lane(fn, *args)` runs a blocking function in the daemon's single
-    kernel worker thread (see `bpfman.daemon`).
+    kernel worker thread (see `bpfman.daemon.main`).
     """
-    from bpfman.methods import SIGNATURES
+    from bpfman.rpc.methods import SIGNATURES
 
     def bind(fn: Callable[[Caller, Any], Any], prepare: Any, inline: bool = False) -> Handler:
         if inspect.iscoroutinefunction(fn):

@@ -26,12 +26,16 @@ from typing import Any
 import attrs
 
 import bpfman
-from bpfman import callerfiles, convert, grants
-from bpfman.api import Caller
-from bpfman.bpffs import Bpffs
-from bpfman.config import Config
+from bpfman.authz import callerfiles, grants
 from bpfman.context import HookContext
-from bpfman.errors import (
+from bpfman.daemon.config import Config
+from bpfman.daemon.faults import fault_point
+from bpfman.images import ImageService
+from bpfman.kernel.bpffs import Bpffs
+from bpfman.manager.maps import MapAccess
+from bpfman.model import convert
+from bpfman.model.caller import Caller
+from bpfman.model.errors import (
     BpfmanError,
     Conflict,
     InvalidArgument,
@@ -42,12 +46,8 @@ from bpfman.errors import (
     PluginFailed,
     ProgramNotFound,
 )
-from bpfman.faults import fault_point
-from bpfman.images import ImageService
-from bpfman.mapaccess import MapAccess
-from bpfman.plugins import KindOwner, PluginRegistry, hooks_of
-from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord
-from bpfman.replies import (
+from bpfman.model.records import AttachPoint, Drift, LinkRecord, ProgramRecord
+from bpfman.model.replies import (
     DaemonInfo,
     DispatcherReply,
     DispatcherSlot,
@@ -60,7 +60,7 @@ from bpfman.replies import (
     PluginReply,
     ProgramReply,
 )
-from bpfman.requests import (
+from bpfman.model.requests import (
     AttachRequest,
     LinkIdRequest,
     LinkListRequest,
@@ -71,6 +71,7 @@ from bpfman.requests import (
     ProgramIdRequest,
     ProgramSelector,
 )
+from bpfman.plugins import KindOwner, PluginRegistry, hooks_of
 from bpfman.store import Store, now_iso
 
 log = logging.getLogger("bpfman.manager")
@@ -155,7 +156,7 @@ class Manager:
 
     def _check_reach(self, caller: Caller, ctx: HookContext, owner: KindOwner,
                      program: ProgramRecord, params: Any) -> None:
-        """The caller's grant bounds what this attach touches (bpfman.grants)."""
+        """The caller's grant bounds what this attach touches (bpfman.authz.grants)."""
         if caller.grants is None:
             return
         reach = self._call(program.type, "bpfman_attach_reach", ctx=ctx, program=program,

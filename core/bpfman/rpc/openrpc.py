@@ -2,7 +2,7 @@
 
 Generated from the same attrs classes that validate params, so the document
 cannot drift from what the daemon accepts. The JSON Schema mirrors
-`bpfman.convert`: bytes are hex strings, enums their lower-case names,
+`bpfman.model.convert`: bytes are hex strings, enums their lower-case names,
 objects refuse unknown keys (``additionalProperties: false``).
 """
 
@@ -18,9 +18,10 @@ from typing import Any
 
 import attrs
 
-from bpfman import convert, jsonrpc
-from bpfman.api import MethodTable
-from bpfman.errors import all_error_classes
+from bpfman.model import convert
+from bpfman.model.caller import MethodTable
+from bpfman.model.errors import all_error_classes
+from bpfman.rpc import jsonrpc
 
 OPENRPC_VERSION = "1.2.6"
 _REF = "#/components/schemas/"

@@ -23,10 +23,10 @@ from typing import Any
 import attrs
 import trio
 
-from bpfman.api import Caller
 from bpfman.hookspecs import hookimpl
-from bpfman.records import Drift, LinkRecord, ProgramRecord
-from bpfman.requests import doc
+from bpfman.model.caller import Caller
+from bpfman.model.records import Drift, LinkRecord, ProgramRecord
+from bpfman.model.requests import doc
 
 log = logging.getLogger("bpfman.events")
 
@@ -132,8 +132,8 @@ class EventBus:
             self._subscribers.remove(entry)
 
     async def subscribe(self, caller: Caller, req: SubscribeRequest) -> SubscribeReply:
-        from bpfman.errors import InvalidArgument
-        from bpfman.server import current_connection
+        from bpfman.model.errors import InvalidArgument
+        from bpfman.rpc.server import current_connection
 
         unknown = sorted(set(req.kinds) - set(KINDS))
         if unknown:

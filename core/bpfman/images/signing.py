@@ -38,8 +38,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from bpfman.errors import SignatureRejected
-from bpfman.oci import OCI_INDEX, RegistryClient
+from bpfman.images.oci import OCI_INDEX, RegistryClient
+from bpfman.model.errors import SignatureRejected
 
 log = logging.getLogger("bpfman.signing")
 

@@ -7,7 +7,8 @@ names, groups) and method patterns (``fnmatch``: ``program.*``, ``*``), and
 ``scope = "own"`` limits mutations of existing programs and links to those
 the caller created (the uid that loaded or attached them). A rule's bounds
 (``program_types``, ``netns``, ``interfaces``, ``min_priority``,
-``as_caller``, ``program_metadata``) limit what its loads and attaches reach: see `bpfman.grants`.
+``as_caller``, ``program_metadata``) limit what its loads and attaches reach: see
+`bpfman.authz.grants`.
 
     [[authorization.rules]]          # the default policy
     groups = ["bpfman"]
@@ -34,9 +35,9 @@ from typing import Any
 
 import attrs
 
-from bpfman.api import Caller, Method
-from bpfman.errors import PermissionDenied
-from bpfman.grants import Bounds
+from bpfman.authz.grants import Bounds
+from bpfman.model.caller import Caller, Method
+from bpfman.model.errors import PermissionDenied
 
 audit = logging.getLogger("bpfman.audit")
 
@@ -54,7 +55,7 @@ class Rule:
     users: list[str] = attrs.field(factory=list)
     groups: list[str] = attrs.field(factory=list)
     scope: str = attrs.field(default="any", validator=attrs.validators.in_({"any", "own"}))
-    # What loads and attaches under this rule may reach: see bpfman.grants.
+    # What loads and attaches under this rule may reach: see bpfman.authz.grants.
     program_types: list[str] | None = None
     netns: list[str] = attrs.field(factory=list)
     interfaces: list[str] = attrs.field(factory=list)

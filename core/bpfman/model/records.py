@@ -43,7 +43,7 @@ class AttachPoint:
 @attrs.frozen
 class Reach:
     """What one attachment reaches beyond its program, for the grant check
-    (`bpfman.grants`). A plugin describes it in `bpfman_attach_reach`.
+    (`bpfman.authz.grants`). A plugin describes it in `bpfman_attach_reach`.
 
     :ivar network: the attachment acts on a network namespace (``netns``,
         None for the daemon's own) and, if ``interface`` is set, one interface.

@@ -10,7 +10,7 @@ bpfman 0.3 carry single-program labels (``io.ebpf.bpf_function_name``,
 
 Pull: resolve the reference to a digest by hashing the manifest ourselves,
 pick the host's platform from an index, verify the signature of that digest
-(`bpfman.signing`) *before* reading the config or layer, then fetch every
+(`bpfman.images.signing`) *before* reading the config or layer, then fetch every
 blob by digest and check it. Nothing reaches the cache until everything
 checked out, so a failed pull leaves no entry behind.
 
@@ -42,16 +42,16 @@ from typing import Any
 import attrs
 import trio
 
-from bpfman import oci, signing
-from bpfman.errors import (
+from bpfman.images import oci, signing
+from bpfman.images.oci import Credentials, ImageRef, Manifest
+from bpfman.model.errors import (
     ImageError,
     ImageNotFound,
     InvalidArgument,
     PullFailed,
     SignatureRejected,
 )
-from bpfman.oci import Credentials, ImageRef, Manifest
-from bpfman.requests import ImageSource, doc, pull_policy_validator
+from bpfman.model.requests import ImageSource, doc, pull_policy_validator
 
 log = logging.getLogger("bpfman.images")
 
