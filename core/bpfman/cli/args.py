@@ -1,10 +1,18 @@
-"""Argument types shared by the command-line modules (cli, imagecli)."""
+"""Argument types and the usage error shared by the command's modules."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
+
+import bpfman
+
+VERSION_TEXT = f"bpfman {bpfman.__version__}"
+
+
+class UsageError(Exception):
+    """A command line the parser accepted but that makes no request."""
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The image side of the `bpfman` command (kept out of cli.py, which it plugs into).
+"""The image side of the `bpfman` command.
 
 * ``bpfman load image --image-url URL --programs TYPE:NAME ...``: `program.load`
   with an image source.
@@ -267,7 +267,9 @@ def _write_layout(root: Path, image: Any, ref: str) -> None:
 
 
 def _load_from_image(args: argparse.Namespace, socket_path: str, output: str) -> int:
-    from bpfman.cli import UsageError, format_error, format_fields, split_attach_options
+    from bpfman.cli.args import UsageError
+    from bpfman.cli.rawopts import split_attach_options
+    from bpfman.cli.render import format_error, format_fields
     from bpfman.client import Client, DaemonUnreachable, RpcError
 
     tokens = [SHORT_OPTIONS.get(t, t) for t in args.options]
@@ -329,26 +331,3 @@ def _only_program(programs: dict[str, str], kind: str, url: str) -> str:
     listing = ", ".join(f"{n} ({t})" for n, t in sorted(programs.items())) or "none"
     why = "no program" if not matching else "several programs"
     raise _NoProgram(f"{url} has {why} of type {kind}: {listing}; choose one with -n NAME")
-
-
-def render_image(r: dict[str, Any]) -> str:
-    from bpfman.cli import format_fields
-
-    return format_fields(r)
-
-
-def render_images(rows: list[dict[str, Any]]) -> str:
-    from bpfman.cli import format_table
-
-    return format_table(
-        ["IMAGE", "DIGEST", "PROGRAMS", "SIGNATURE", "PULLED"],
-        [[r["url"], r["digest"][:19], r["programs"], r["verification"], r["pulled_at"]]
-         for r in rows])
-
-
-RENDERERS: dict[str, Callable[[Any, dict[str, Any]], str]] = {
-    "image.pull": lambda r, _p: render_image(r),
-    "image.inspect": lambda r, _p: render_image(r),
-    "image.list": lambda r, _p: render_images(r),
-    "image.remove": lambda r, _p: "removed " + ", ".join(r["removed"]),
-}
