@@ -117,6 +117,10 @@ def test_upstream_interfaces_and_plugin_table_must_agree(tmp_path: Path) -> None
                       '[plugins.config.xdp.interfaces.veth0]\nxdp_mode = "native"\n')
     with pytest.raises(ConfigError, match=r"contradicts .*veth0.*keep one"):
         load_config(config)
+    config.write_text('[interfaces.veth0]\nxdp_mode = "skb"\n'
+                      '[plugins.config.xdp]\ninterfaces = "veth0"\n')
+    with pytest.raises(ConfigError, match=r"interfaces must be tables"):
+        load_config(config)
 
 
 @pytest.mark.parametrize(

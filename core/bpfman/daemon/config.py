@@ -233,7 +233,11 @@ def _from_upstream(config: Config, log_level_set: bool, notes: list[str]) -> Con
     plugins = config.plugins
     if config.interfaces:
         xdp = dict(plugins.config.get("xdp", {}))
-        per_iface = {k: dict(v) for k, v in xdp.get("interfaces", {}).items()}
+        raw = xdp.get("interfaces", {})
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise ConfigError("[plugins.config.xdp] interfaces must be tables"
+                              " ([plugins.config.xdp.interfaces.NAME])")
+        per_iface = {k: dict(v) for k, v in raw.items()}
         for name, iface in config.interfaces.items():
             mode = UPSTREAM_XDP_MODES[iface.xdp_mode]
             ours = per_iface.setdefault(name, {})
