@@ -64,7 +64,7 @@ from typing import Any
 import attrs
 
 from bpfman.authz.policy import AuthorizationConfig
-from bpfman.images import ImagesConfig
+from bpfman.images.config import ImagesConfig
 from bpfman.images.signing import SigningConfig
 from bpfman.model.convert import converter, describe_errors
 

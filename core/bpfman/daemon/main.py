@@ -33,13 +33,13 @@ from bpfman.daemon.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_
 from bpfman.daemon.events import EventBus
 from bpfman.daemon.lane import FairLane
 from bpfman.manager import Manager
-from bpfman.model.caller import Caller, Method, build_method_table
+from bpfman.model.caller import Caller
 from bpfman.model.errors import BpfmanError
 from bpfman.model.requests import NoParams
 from bpfman.plugins import build_plugin_manager
 from bpfman.rpc import openrpc
 from bpfman.rpc.jsonrpc import Encoded
-from bpfman.rpc.methods import BY_NAME
+from bpfman.rpc.methods import BY_NAME, Method, build_method_table
 from bpfman.rpc.server import (
     ConnectionLimits,
     listeners_from_systemd,
