@@ -27,11 +27,11 @@ import attrs
 
 import bpfman
 from bpfman.authz import callerfiles, grants
+from bpfman.config import Config
 from bpfman.context import HookContext
-from bpfman.daemon.config import Config
-from bpfman.daemon.faults import fault_point
 from bpfman.images.service import ImageService
 from bpfman.kernel.bpffs import Bpffs
+from bpfman.manager.faults import fault_point
 from bpfman.manager.maps import MapAccess
 from bpfman.model import convert
 from bpfman.model.caller import Caller
@@ -46,13 +46,13 @@ from bpfman.model.errors import (
     PluginFailed,
     ProgramNotFound,
 )
+from bpfman.model.kernelfacts import KernelProgramInfo
 from bpfman.model.records import AttachPoint, Drift, LinkRecord, ProgramRecord
 from bpfman.model.replies import (
     DaemonInfo,
     DispatcherReply,
     DispatcherSlot,
     DriftReply,
-    KernelProgramInfo,
     LinkReply,
     LoadReply,
     OkReply,
