@@ -227,3 +227,32 @@ def test_event_lines_have_no_none(setup: dict[str, Any],
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_tc_chain_header_names_the_namespace_by_path(setup: dict[str, Any],
+                                                    bpf_program: Callable[..., Path]) -> None:
+    """The tc attach point holds the namespace's inode only: the header shows
+    the path the links were attached with."""
+    d, veth = setup["d"], setup["veth"]
+    ids = [_json(d, "load", "file", "--path", str(bpf_program("tc_chain")), "--programs",
+                 "tc:tc_chain")["programs"][0]["program_id"] for _ in range(2)]
+    try:
+        for pid, priority in zip(ids, (20, 10), strict=True):
+            d.client().call("program.attach", {"program_id": pid, "params": {
+                "iface": veth.if_b, "netns": veth.netns_b, "direction": "ingress",
+                "priority": priority, "proceed_on": ["pipe", "dispatcher_return"]}})
+        [chain] = [x for x in _json(d, "dispatchers") if x["type"] == "tc"]
+        block = next(b for b in d.cli("dispatchers").stdout.split("\n\n")
+                     if b.startswith("tc "))
+        header, *slots = block.splitlines()
+        assert header.startswith(f"tc {veth.if_b}/ingress in {veth.netns_b}  mode "
+                                 f"{chain['mode']}  dispatcher {chain['program_id']}")
+        assert [s.split()[:5] for s in slots] == [
+            ["priority", "10", "program", str(ids[1]), "tc_chain"],
+            ["priority", "20", "program", str(ids[0]), "tc_chain"]]
+        assert all(s.endswith("proceed-on pipe,dispatcher_return") for s in slots)
+        rows = {int(x.split()[0]): x for x in d.cli("list", "--all").stdout.splitlines()[1:]}
+        assert "daemon (tc dispatcher)" in rows[chain["program_id"]]
+    finally:
+        for pid in ids:
+            d.cli("unload", str(pid))

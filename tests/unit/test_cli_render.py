@@ -184,6 +184,10 @@ def test_chain_in_an_unnamed_namespace_and_fitting() -> None:
     chain = dict(CHAINS[0], attach_point="xdp:4026532890:vb12")
     assert render("dispatcher.list", {}, [chain], "table").startswith(
         "xdp vb12 in netns 4026532890  mode static, generic")
+    tc = dict(CHAINS[0], type="tc", attach_point="tc:4026532890:vb12/ingress",
+              netns="/var/run/netns/red")  # the path the links were attached with
+    assert render("dispatcher.list", {}, [tc], "table").startswith(
+        "tc vb12/ingress in /var/run/netns/red  mode static")
     text = render("dispatcher.list", {}, CHAINS, "table", width=62)
     fits(text, 62)
     assert text.splitlines()[2].endswith("proceed-on …")  # the long set is cut

@@ -197,14 +197,15 @@ def _link_rows(links: list[dict[str, Any]], width: int | None) -> str:
                         rows, width)
 
 
-def _where(attach_point: str) -> str:
+def _where(attach_point: str, netns: str | None = None) -> str:
     """``TYPE:NETNS_ID:KEY`` as a person reads it: the key (an interface, a
     tracepoint, ...) and its network namespace by path, else by inode."""
     _type, _, rest = attach_point.partition(":")
     netns_id, _, key = rest.partition(":")
     if not key:  # not the daemon's usual shape: show it whole
         return attach_point
-    key, _, netns = key.partition("@")
+    key, _, in_key = key.partition("@")
+    netns = in_key or netns
     if netns:
         return f"{key} in {netns}"
     if netns_id not in ("", "0"):
@@ -221,7 +222,7 @@ def render_chains(dispatchers: list[dict[str, Any]], width: int | None) -> str:
         if d.get("attach_mode"):
             mode = f"{mode}, {d['attach_mode']}"
         program = d.get("program_id")
-        header = (f"{d['type']} {_where(d['attach_point'])}  mode {mode}"
+        header = (f"{d['type']} {_where(d['attach_point'], d.get('netns'))}  mode {mode}"
                   f"  dispatcher {program if program is not None else '-'}"
                   f"  revision {d.get('revision')}")
         slots = d.get("slots") or [{"link_id": x} for x in d.get("links", [])]

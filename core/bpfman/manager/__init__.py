@@ -637,6 +637,8 @@ class Manager:
                                       name=names.get(ln.program_id))
                        for ln in ordered],
                 attach_mode=d.attach_mode,
+                netns=next((ln.params["netns"] for ln in ordered if ln.params.get("netns")),
+                           None),
             ))
         return out
 

@@ -140,6 +140,8 @@ class DispatcherReply:
     slots: list[DispatcherSlot] = attrs.field(factory=list)
     #: XDP: the driver mode the chain is attached in (native, generic, offload)
     attach_mode: str | None = None
+    #: the network namespace path its links were attached with (``netns``), if any
+    netns: str | None = None
 
 
 @attrs.frozen
