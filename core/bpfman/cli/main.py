@@ -18,7 +18,7 @@ from bpfman.cli import images as imagecli
 from bpfman.cli.args import VERSION_TEXT, UsageError
 from bpfman.cli.completion import bash_completion
 from bpfman.cli.parser import build_parser
-from bpfman.cli.render import format_error, render
+from bpfman.cli.render import format_error, format_event, render, terminal_width
 from bpfman.cli.request import PrintCompletion, build_request
 from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
 
@@ -126,7 +126,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         message = f"lost the connection to the daemon at {socket_path}: {exc}"
         _print_error(errors_as, f"error: {message}", None, message, None)
         return 2
-    text = render(method, params, result, output)
+    text = render(method, params, result, output, width=terminal_width())
     if text:
         print(text)
     # A missing key is an answer, not an error, for the API; for a shell it
@@ -150,9 +150,7 @@ def _print_events(client: Client, kinds: list[str], output: str) -> int:
             if output == "json":
                 print(json.dumps(event), flush=True)
             else:
-                print(f"{event['time']}  {event['kind']:<9} program={event['program_id']}"
-                      f" link={event['link_id']} {event['type'] or ''} {event['detail']}",
-                      flush=True)
+                print(format_event(event), flush=True)
     except KeyboardInterrupt:
         return 0
     print("error: the daemon closed the event stream", file=sys.stderr)

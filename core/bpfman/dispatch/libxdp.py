@@ -209,7 +209,8 @@ def build(ctx: HookContext, attach_point: str, iface: str, netns: NetNs, ifindex
                  " revision %d", attach_point, version, program_id, len(slots), len(foreign),
                  rev)
     return DispatcherRecord(attach_point=attach_point, type="xdp", mode="libxdp",
-                            program_id=program_id, revision=rev, pin_dir=str(new_dir))
+                            program_id=program_id, revision=rev, pin_dir=str(new_dir),
+                            attach_mode=swap.mode)
 
 
 def _our_extensions(ctx: HookContext, revisions: list[tuple[int, Path]]) -> set[int]:

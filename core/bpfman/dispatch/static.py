@@ -193,7 +193,7 @@ def load_static_dispatcher(slots: Sequence[StaticSlot], semantics: ChainSemantic
         for r in relocated:
             if r.prog_type != semantics.prog_type:
                 raise InvalidArgument(f"program {r.name!r} has kernel type {r.prog_type},"
-                                      f" a {semantics.name} dispatcher needs"
+                                      f" the {semantics.name} dispatcher needs"
                                       f" {semantics.prog_type}", field="program")
             check_spliceable(r.name, r.insns)
         code = static_dispatcher_insns([r.insns for r in relocated],

@@ -171,7 +171,8 @@ def build(ctx: HookContext, attach_point: str, ordered: list[LinkRecord],
     ctx.log.info("xdp %s: %s chain of %d program(s) attached (%s), program %d, revision %d",
                  attach_point, mode, len(ordered), swap.mode, program_id, rev)
     return DispatcherRecord(attach_point=attach_point, type=TYPE, mode=mode,
-                            program_id=program_id, revision=rev, pin_dir=str(new_dir))
+                            program_id=program_id, revision=rev, pin_dir=str(new_dir),
+                            attach_mode=swap.mode)
 
 
 def drift(ctx: HookContext, attach_point: str) -> tuple[str, bool] | None:

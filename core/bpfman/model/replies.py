@@ -21,6 +21,11 @@ class LinkReply:
     pin_path: str | None
     created_at: str
     summary: str
+    #: at a shared attach point: how its chain is built (the dispatcher's
+    #: `mode`, as in dispatcher.list) and, for XDP, the driver mode the
+    #: chain is attached in (native, generic, offload); None elsewhere
+    dispatch_mode: str | None = None
+    attach_mode: str | None = None
 
 
 @attrs.frozen
@@ -45,6 +50,10 @@ class ProgramReply:
     kernel: KernelProgramInfo | None = None
     attach_func: str | None = None  # fentry/fexit target function, fixed at load
     image: str | None = None  # the bytecode image it came from, pinned by digest
+    #: who loaded it: "bpfman" (through the API), "daemon" (the daemon itself,
+    #: to run a chain: see `daemon_role`) or "unmanaged" (anything else)
+    owner: str = "bpfman"
+    daemon_role: str | None = None  # e.g. "xdp dispatcher", "extension of 42"
 
 
 @attrs.frozen
@@ -94,6 +103,7 @@ class DispatcherSlot:
     program_id: int
     priority: int | None = None
     proceed_on: list[str] | None = None
+    name: str | None = None  # the program's name
 
 
 @attrs.frozen
@@ -108,6 +118,10 @@ class DispatcherReply:
     pin_dir: str | None
     links: list[int]
     slots: list[DispatcherSlot] = attrs.field(factory=list)
+    #: XDP: the driver mode the chain is attached in (native, generic, offload)
+    attach_mode: str | None = None
+    #: the network namespace path its links were attached with (``netns``), if any
+    netns: str | None = None
 
 
 @attrs.frozen

@@ -153,7 +153,7 @@ def bpfman_describe_link(link: LinkRecord) -> str | None:
     where = f" in {p['netns']}" if p.get("netns") else ""
     gone = chain.Target.parse(link.attach_point).why_gone()
     return (f"xdp {p.get('iface')}{where} priority {p.get('priority')}"
-            f" proceed_on {','.join(p.get('proceed_on', []))}" + (f" ({gone})" if gone else ""))
+            f" proceed-on {','.join(p.get('proceed_on', []))}" + (f" ({gone})" if gone else ""))
 
 
 @hookimpl
