@@ -16,7 +16,8 @@ from bpfman.model.records import LinkRecord
 
 @attrs.frozen
 class HookContext:
-    """:ivar kernel: the `bpfman.kernel` facade, the only way to the kernel.
+    """:ivar kernel: the `bpfman.kernel` facade (plugins reach the kernel
+        through it or through `bpfman.dispatch`).
     :ivar bpffs: pin paths.
     :ivar undo: the inverse of every kernel change made so far in this call;
         the core unwinds it if the call fails and discards it after commit.

@@ -9,23 +9,27 @@ metrics, events) implement the observer hooks, which every plugin sees.
 Where hooks run: every hook is a plain (synchronous) function. The core calls
 ownership hooks in a worker thread that holds the daemon's *kernel lane*, so
 kernel mutations never interleave; a hook may block on the kernel, but must not
-touch trio. Observer hooks are called in the same lane, after the store has
-committed; they must be quick and must not raise (an exception there is logged
-and swallowed, it does not undo the committed change).
+touch trio. Observer hooks about a change (loaded, attached, ...) are called
+in the lane right after the store has committed; `bpfman_rpc_completed` is
+called on the daemon's event loop after every call, `bpfman_daemon_started`
+once before the socket opens. All must be quick and must not raise (an
+exception there is logged and swallowed, it does not undo a committed change).
 
 Shared vocabulary (each name means one thing in every hook):
-    ctx        `bpfman.context.HookContext`: the kernel facade (`ctx.kernel`),
+    type       a program type's name ("xdp", "tracepoint"); a plugin declares
+               each with a `KindSpec` ("kind" in the code is the same word).
+    ctx        `bpfman.HookContext`: the kernel facade (`ctx.kernel`),
                pin paths (`ctx.bpffs`), the undo stack (`ctx.undo`), kernel
                features (`ctx.features`), this plugin's config and a logger.
-    program    `bpfman.model.records.ProgramRecord` of a loaded program.
-    link       `bpfman.model.records.LinkRecord`: one attachment of a program.
+    program    `bpfman.ProgramRecord` of a loaded program.
+    link       `bpfman.LinkRecord`: one attachment of a program.
     params     the attach parameters, an instance of the type's
                `KindSpec.params_type` (already validated in shape).
-    attach_point  `bpfman.model.records.AttachPoint`, the key shared by programs that
-               run on the same hook (interface + direction, tracepoint...).
+    attach_point  `bpfman.AttachPoint`, the key shared by programs that run on
+               the same hook (interface + direction, tracepoint...).
 
-Errors: raise `bpfman.model.errors` classes (`InvalidArgument`, `AttachTargetNotFound`,
-`KernelFeatureMissing`, `KernelError`...). Anything else is reported to the
+Errors: raise the errors `bpfman` exports (`InvalidArgument`,
+`AttachTargetNotFound`, `KernelFeatureMissing`, `KernelError`...). Anything else is reported to the
 client as `PluginFailed` naming the plugin and hook.
 """
 
@@ -165,7 +169,8 @@ def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) ->
     Called by ``program.detach`` and, for each of its links, by
     ``program.unload``, inside the transaction that deletes the link record.
     Idempotent: a link whose kernel object is already gone is detached
-    successfully (return True; the core reports the drift).
+    successfully (return True; log what was missing if it matters, as the
+    core does not look).
 
     Optional: types whose attachment is just the kernel link pinned at
     ``link.pin_path`` (see `HookContext.adopt_link`) need not implement it;

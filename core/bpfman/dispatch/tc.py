@@ -48,7 +48,7 @@ def load(ctx: HookContext, mode: str, ordered: list[LinkRecord], masks: Sequence
     if mode == "static":
         pin = rev_dir / "dispatcher"
         slots = [StaticSlot(
-            program_pin=ctx.bpffs.program_pin(ln.program_id), object_path=ln.details["object"],
+            program_pin=ctx.bpffs.program_pin(ln.program_id), object_path=ln.details["object_path"],
             program_name=ln.details["program_name"], proceed_on=mask,
             map_pin_dir=ln.details.get("map_pin_dir")) for ln, mask in zip(ordered, masks,
                                                                            strict=True)]
@@ -62,6 +62,6 @@ def _load_freplace(ctx: HookContext, ordered: list[LinkRecord], masks: Sequence[
     cfg = config(masks, [ln.params.get("priority", 0) for ln in ordered])
     program_id = kernel.load_dispatcher(dispatcher_object(), cfg, pin, program=PROGRAM)
     for i, ln in enumerate(ordered):
-        ensure_extension(ctx, ln, pin, f"prog{i}", ln.details["object"])
+        ensure_extension(ctx, ln, pin, f"prog{i}", ln.details["object_path"])
         kernel.attach_extension(ln.pin_path, pin, f"prog{i}", rev_dir / f"link_{i}")
     return program_id, pin

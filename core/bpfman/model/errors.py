@@ -43,9 +43,10 @@ class InvalidArgument(BpfmanError):
 
 
 class InvalidParams(BpfmanError):
-    """Params that do not fit their schema, found after the envelope was
-    accepted (e.g. a program type's attach params). Same code as JSON-RPC's
-    invalid params; ``data.errors`` lists each offending field path."""
+    """Params that do not fit their schema: JSON-RPC's -32602, raised by the
+    protocol layer for a method's params and by handlers for params they
+    structure themselves (a program type's attach params); ``data.errors``
+    lists each offending field path."""
 
     code = -32602
     kind = "invalid_params"

@@ -31,7 +31,7 @@ import trio
 
 from bpfman.model import convert
 from bpfman.model.caller import Caller
-from bpfman.model.errors import BpfmanError
+from bpfman.model.errors import BpfmanError, InvalidParams
 from bpfman.rpc.methods import Method, MethodTable
 
 PARSE_ERROR = -32700
@@ -66,20 +66,6 @@ class InvalidRequest(ProtocolError):
 
 class MethodNotFound(ProtocolError):
     code = METHOD_NOT_FOUND
-
-
-class InvalidParams(ProtocolError):
-    """Params that do not fit the method; `errors` are field-path lines.
-
-    Handlers may raise it too, for params they structure themselves (the
-    per-type attach params), so the caller sees the same -32602 shape.
-    """
-
-    code = INVALID_PARAMS
-
-    def __init__(self, errors: list[str], message: str = "invalid params") -> None:
-        super().__init__(message, {"errors": errors})
-        self.errors = errors
 
 
 def error_object(exc: BaseException) -> dict[str, Any]:
@@ -282,11 +268,12 @@ def _check_envelope(item: Any) -> None:
 
 def _structure_params(raw: dict[str, Any] | list[Any], method: Method) -> Any:
     if isinstance(raw, list):
-        raise InvalidParams(["positional params are not supported; pass an object @ $.params"])
+        raise InvalidParams("invalid params",
+                            ["positional params are not supported; pass an object @ $.params"])
     try:
         return convert.structure(raw, method.params_type)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise InvalidParams(convert.describe_errors(exc, "$.params")) from None
+        raise InvalidParams("invalid params", convert.describe_errors(exc, "$.params")) from None
 
 
 def notification(method: str, params: Any) -> bytes:

@@ -145,7 +145,6 @@ def _error_components() -> dict[str, Any]:
         jsonrpc.ParseError,
         jsonrpc.InvalidRequest,
         jsonrpc.MethodNotFound,
-        jsonrpc.InvalidParams,
     ):
         errors[cls.__name__] = {"code": cls.code, "message": cls.__name__}
     errors["InternalError"] = {
@@ -153,8 +152,6 @@ def _error_components() -> dict[str, Any]:
         "message": "internal error (data.incident points at the daemon's log)",
     }
     for cls in sorted(all_error_classes(), key=lambda c: (c.code, c.__name__)):
-        if cls.__name__ in errors:  # errors.InvalidParams is the protocol's -32602
-            continue
         doc = _clean_doc(cls.__doc__).split("\n\n")[0] if cls.__doc__ else cls.kind
         errors[cls.__name__] = {
             "code": cls.code,

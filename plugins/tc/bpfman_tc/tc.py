@@ -103,7 +103,7 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
     _pin_program(ctx, program, pin)
     ctx.undo.callback(ctx.kernel.remove_pin, pin)
     return attrs.evolve(link, details={
-        "ifindex": ifindex, "object": program.path, "program_name": program.name,
+        "ifindex": ifindex, "object_path": program.path, "program_name": program.name,
         "map_pin_dir": program.map_pin_dir,
         "proceed_on": list(params.proceed_on or dispatch.TC.default_proceed_on),
     })

@@ -2,8 +2,10 @@
 and kprobes, raw_tracepoint.py raw tracepoints). Each `attach_<kind>` takes
 the program's pin and the link's pin (from `bpfman.kernel.bpffs`), validates
 before any syscall, and returns the kernel link id. A link lives as long as
-its pin: unpinning it (`pins.remove_pin`) detaches. On failure nothing is
-pinned and every fd is closed.
+something holds it (its pin, an open fd). Removing the pin lets the kernel
+free it later, from a workqueue; `detach.detach_link` makes the release
+happen before it returns. On failure nothing is pinned and every fd is
+closed.
 
 This module holds what every mechanism shares.
 """
