@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bpfman.errors import (
+from bpfman.model.errors import (
     AttachTargetNotFound,
     BpfmanError,
     Conflict,

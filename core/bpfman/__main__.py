@@ -2,6 +2,6 @@
 
 import sys
 
-from bpfman.cli import main
+from bpfman.cli.main import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ from bpfman.client import (
     _typed,
     default_socket_path,
 )
-from bpfman.framing import LineReader, send_line
+from bpfman.rpc.framing import LineReader, send_line
 
 
 class AsyncClient:

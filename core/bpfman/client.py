@@ -163,14 +163,14 @@ class Client:
 def _plain(params: Any) -> dict[str, Any] | None:
     if params is None or isinstance(params, dict):
         return params
-    from bpfman import convert
+    from bpfman.model import convert
 
     return convert.unstructure(params)
 
 
 def _typed(method: str, raw: Any) -> Any:
-    from bpfman import convert
-    from bpfman.methods import BY_NAME
+    from bpfman.model import convert
+    from bpfman.rpc.methods import BY_NAME
 
     return convert.structure(raw, BY_NAME[method].result_type)
 

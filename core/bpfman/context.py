@@ -10,8 +10,8 @@ from typing import Any
 
 import attrs
 
-from bpfman.bpffs import Bpffs
-from bpfman.records import LinkRecord
+from bpfman.kernel.bpffs import Bpffs
+from bpfman.model.records import LinkRecord
 
 
 @attrs.frozen

@@ -17,14 +17,14 @@ Shared vocabulary (each name means one thing in every hook):
     ctx        `bpfman.context.HookContext`: the kernel facade (`ctx.kernel`),
                pin paths (`ctx.bpffs`), the undo stack (`ctx.undo`), kernel
                features (`ctx.features`), this plugin's config and a logger.
-    program    `bpfman.records.ProgramRecord` of a loaded program.
-    link       `bpfman.records.LinkRecord`: one attachment of a program.
+    program    `bpfman.model.records.ProgramRecord` of a loaded program.
+    link       `bpfman.model.records.LinkRecord`: one attachment of a program.
     params     the attach parameters, an instance of the type's
                `KindSpec.params_type` (already validated in shape).
-    attach_point  `bpfman.records.AttachPoint`, the key shared by programs that
+    attach_point  `bpfman.model.records.AttachPoint`, the key shared by programs that
                run on the same hook (interface + direction, tracepoint...).
 
-Errors: raise `bpfman.errors` classes (`InvalidArgument`, `AttachTargetNotFound`,
+Errors: raise `bpfman.model.errors` classes (`InvalidArgument`, `AttachTargetNotFound`,
 `KernelFeatureMissing`, `KernelError`...). Anything else is reported to the
 client as `PluginFailed` naming the plugin and hook.
 """
@@ -38,7 +38,7 @@ import pluggy
 if TYPE_CHECKING:
     from bpfman.context import HookContext
     from bpfman.kinds import KindSpec
-    from bpfman.records import (
+    from bpfman.model.records import (
         AttachPoint,
         DispatcherRecord,
         Drift,
@@ -118,7 +118,7 @@ def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: Any) -
 
     Called by ``program.attach`` and ``link.update`` after
     `bpfman_validate_attach`, when the caller's grant has bounds (see
-    `bpfman.grants`): the core checks the `Reach` against them, as the
+    `bpfman.authz.grants`): the core checks the `Reach` against them, as the
     caller. Name every network namespace, interface, chain priority,
     process, file and cgroup the attachment acts on or observes; a type
     whose attachments reach none of these returns ``Reach()``. A type that

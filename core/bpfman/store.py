@@ -2,7 +2,7 @@
 
 Every mutation runs inside `Store.transaction()`, which commits before the
 daemon replies and rolls back on any exception. Queries return records from
-`bpfman.records`; no other module writes SQL. Schema changes are numbered
+`bpfman.model.records`; no other module writes SQL. Schema changes are numbered
 files in ``schema/`` applied in order and tracked with ``PRAGMA user_version``.
 """
 
@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bpfman.records import DispatcherRecord, LinkRecord, ProgramRecord
+from bpfman.model.records import DispatcherRecord, LinkRecord, ProgramRecord
 
 
 def now_iso() -> str:

@@ -142,7 +142,7 @@ def test_a_group_rule_uses_the_peers_supplementary_groups() -> None:
 
 
 def test_peer_groups_come_from_the_socket() -> None:
-    from bpfman.server import peer_caller
+    from bpfman.rpc.server import peer_caller
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with a, b:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bpfman.callerfiles import MAX_OBJECT_BYTES
+from bpfman.authz.callerfiles import MAX_OBJECT_BYTES
 from bpfman.client import RpcError
 from bpfman.testing import DaemonProcess, call_as, running_daemon
 

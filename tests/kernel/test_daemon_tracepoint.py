@@ -357,8 +357,8 @@ def test_typed_clients(d: DaemonProcess, tp_object: Path) -> None:
     import trio
 
     from bpfman.client import AsyncClient
-    from bpfman.replies import LinkReply, LoadReply, ProgramReply
-    from bpfman.requests import AttachRequest, LoadRequest, ProgramIdRequest, ProgramSelector
+    from bpfman.model.replies import LinkReply, LoadReply, ProgramReply
+    from bpfman.model.requests import AttachRequest, LoadRequest, ProgramIdRequest, ProgramSelector
 
     loaded = d.client().call_typed("program.load", LoadRequest(
         path=str(tp_object), programs=[ProgramSelector("count_getpid", "tracepoint")]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfman.netns import NetNs
+from bpfman.kernel.netns import NetNs
 from bpfman.testing import compile_bpf, running_daemon
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "sk_lookup_steer"

@@ -26,8 +26,10 @@ from typing import Any
 import pytest
 
 from bpfman import kernel
-from bpfman.bpffs import Bpffs
-from bpfman.errors import (
+from bpfman.kernel import objects
+from bpfman.kernel import pins as pins_module
+from bpfman.kernel.bpffs import Bpffs
+from bpfman.model.errors import (
     AttachTargetNotFound,
     BpfmanError,
     InvalidArgument,
@@ -38,8 +40,6 @@ from bpfman.errors import (
     StateDrift,
     VerifierRejected,
 )
-from bpfman.kernel import objects
-from bpfman.kernel import pins as pins_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf(2), mount)")
 

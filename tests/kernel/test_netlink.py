@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bpfman import kernel
-from bpfman.errors import AttachTargetNotFound, Conflict
 from bpfman.kernel import netlink, pins
-from bpfman.netns import NetNs
+from bpfman.kernel.netns import NetNs
+from bpfman.model.errors import AttachTargetNotFound, Conflict
 from bpfman.testing import DaemonProcess, VethPair
 
 

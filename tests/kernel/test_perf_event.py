@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from bpfman import convert, kernel
+from bpfman import kernel
 from bpfman.client import RpcError
-from bpfman.errors import LinkNotFound
-from bpfman.requests import AttachRequest
+from bpfman.model import convert
+from bpfman.model.errors import LinkNotFound
+from bpfman.model.requests import AttachRequest
 from bpfman.testing import DaemonProcess, compile_bpf, running_daemon
 from bpfman_perf_event.plugin import PerfEventParams
 

@@ -24,11 +24,12 @@ import attrs
 import pytest
 import trio
 
-from bpfman import cli, server
-from bpfman.api import Caller, Method
+from bpfman.cli.main import main as cli_main
 from bpfman.client import AsyncClient, Client, DaemonUnreachable, RpcError
-from bpfman.framing import LineReader
-from bpfman.requests import NoParams
+from bpfman.model.caller import Caller, Method
+from bpfman.model.requests import NoParams
+from bpfman.rpc import server
+from bpfman.rpc.framing import LineReader
 
 MAX_LINE = 4096
 
@@ -372,7 +373,7 @@ async def test_blocking_client_unreachable(sock_dir: Path) -> None:
 
 
 async def test_cli_against_the_server(sock: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    run = partial(trio.to_thread.run_sync, cli.main)
+    run = partial(trio.to_thread.run_sync, cli_main)
     assert await run(["--socket", str(sock), "call", "echo", '{"x": 8}']) == 0
     assert json.loads(capfd.readouterr().out) == {"x": 8}
     assert await run(["--socket", str(sock), "call", "echo", '{"x": "no"}']) == 1
@@ -387,9 +388,9 @@ async def test_cli_against_the_server(sock: Path, capfd: pytest.CaptureFixture[s
 CHILD = textwrap.dedent(
     """
     import os, sys, trio
-    from bpfman import server
-    from bpfman.api import Method
-    from bpfman.requests import NoParams
+    from bpfman.rpc import server
+    from bpfman.model.caller import Method
+    from bpfman.model.requests import NoParams
 
     async def env(caller, params):
         return {

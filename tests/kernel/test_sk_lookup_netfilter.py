@@ -26,7 +26,7 @@ import pytest
 
 from bpfman import kernel
 from bpfman.client import RpcError
-from bpfman.netns import NetNs
+from bpfman.kernel.netns import NetNs
 from bpfman.testing import DaemonProcess, VethPair
 
 

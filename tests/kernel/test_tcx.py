@@ -18,7 +18,7 @@ from tc_support import DROP, NEXT, PASS, Chain
 
 from bpfman import kernel
 from bpfman.client import RpcError
-from bpfman.netns import NetNs
+from bpfman.kernel.netns import NetNs
 from bpfman.testing import DaemonProcess, VethPair
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from bpfman import cli
+from bpfman.cli.main import main
+from bpfman.cli.parser import build_parser
+from bpfman.cli.request import build_request
 
 
 def request(*argv: str) -> dict:
-    method, params = cli.build_request(cli.build_parser().parse_args(list(argv)))
+    method, params = build_request(build_parser().parse_args(list(argv)))
     assert method == "program.attach"
     return params
 
@@ -32,19 +34,19 @@ def test_upstream_shapes_short_flags_and_lists() -> None:
 
 
 def test_values_are_checked_before_sending(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--socket", "/nonexistent", "attach", "42", "xdp", "-i", "eth0",
+    assert main(["--socket", "/nonexistent", "attach", "42", "xdp", "-i", "eth0",
                      "--proceed-on", "passs"]) == 2
     err = capsys.readouterr().err
     assert "unknown proceed_on action(s) ['passs']" in err and "dispatcher_return" in err
-    assert cli.main(["--socket", "/nonexistent", "attach", "42", "perf_event",
+    assert main(["--socket", "/nonexistent", "attach", "42", "perf_event",
                      "--event", "bogus"]) == 2
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
-    assert cli.main(["--socket", "/nonexistent", "attach", "42", "xdp"]) == 2
+    assert main(["--socket", "/nonexistent", "attach", "42", "xdp"]) == 2
     assert "-i/--iface" in capsys.readouterr().err
 
 
 def test_type_help_lists_its_parameters(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["attach", "42", "xdp", "--help"]) == 0
+    assert main(["attach", "42", "xdp", "--help"]) == 0
     out = capsys.readouterr().out
     for text in ("-i IFACE, --iface IFACE", "--proceed-on", "(default: 50)", "-n NETNS"):
         assert text in out, text

@@ -11,12 +11,17 @@ from typing import Any
 import pytest
 
 import bpfman
-from bpfman import cli
+from bpfman.cli.args import UsageError
+from bpfman.cli.main import main
+from bpfman.cli.parser import build_parser
+from bpfman.cli.rawopts import coerce_value, parse_attach_options
+from bpfman.cli.render import format_error, render
+from bpfman.cli.request import build_request
 from bpfman.client import RpcError
 
 
 def request(*argv: str) -> tuple[str, dict[str, Any]]:
-    return cli.build_request(cli.build_parser().parse_args(list(argv)))
+    return build_request(build_parser().parse_args(list(argv)))
 
 
 def test_load_file() -> None:
@@ -51,7 +56,7 @@ def test_load_file_minimal() -> None:
     ["list", "things"],
 ])
 def test_usage_errors_exit_2(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(bad) == 2
+    assert main(bad) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -96,17 +101,17 @@ def test_attach_flag_before_metadata_is_a_flag() -> None:
 
 
 def test_attach_keeps_global_options_anywhere() -> None:
-    args = cli.build_parser().parse_args(
+    args = build_parser().parse_args(
         ["attach", "1", "x", "--key", "v", "-o", "json", "--socket=/tmp/s.sock"]
     )
-    assert cli.build_request(args) == ("program.attach", {"program_id": 1, "params": {"key": "v"}})
+    assert build_request(args) == ("program.attach", {"program_id": 1, "params": {"key": "v"}})
     assert args.output == "json" and args.socket == "/tmp/s.sock"
 
 
 @pytest.mark.parametrize("tokens", [["-i", "eth0"], ["eth0"], ["--"], ["-m"], ["-o", "yaml"]])
 def test_attach_rejects_what_it_cannot_map(tokens: list[str]) -> None:
-    with pytest.raises(cli.UsageError):
-        cli.parse_attach_options(tokens)
+    with pytest.raises(UsageError):
+        parse_attach_options(tokens)
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -114,7 +119,7 @@ def test_attach_rejects_what_it_cannot_map(tokens: list[str]) -> None:
     ("true", True), ("false", False), ("True", "True"), ('{"a": 1}', {"a": 1}), ("[x", "[x"),
 ])
 def test_coerce_value(text: str, value: Any) -> None:
-    assert cli.coerce_value(text) == value
+    assert coerce_value(text) == value
 
 
 def test_simple_commands() -> None:
@@ -134,9 +139,9 @@ def test_list() -> None:
     )
     assert request("list", "links", "--program-id", "3") == ("link.list", {"program_id": 3})
     assert request("list", "links", "--type", "tc") == ("link.list", {"type": "tc"})
-    with pytest.raises(cli.UsageError):
+    with pytest.raises(UsageError):
         request("list", "links", "--all")
-    with pytest.raises(cli.UsageError):
+    with pytest.raises(UsageError):
         request("list", "--program-id", "3")
 
 
@@ -150,14 +155,14 @@ def test_call() -> None:
 
 
 def test_global_options_before_or_after_the_command() -> None:
-    parser = cli.build_parser()
+    parser = build_parser()
     before = parser.parse_args(["--socket", "/a", "-o", "json", "list"])
     after = parser.parse_args(["list", "--socket", "/a", "-o", "json"])
     assert (before.socket, before.output) == (after.socket, after.output) == ("/a", "json")
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--version"]) == 0
+    assert main(["--version"]) == 0
     assert bpfman.__version__ in capsys.readouterr().out
 
 
@@ -171,11 +176,13 @@ def test_daemon_gets_the_rest_of_argv(
     argv: list[str], expected: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[list[str]] = []
-    fake = types.ModuleType("bpfman.daemon")
+    fake = types.ModuleType("bpfman.daemon.main")
     fake.main = lambda rest: seen.append(rest) or 7  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bpfman.daemon", fake)
-    monkeypatch.setattr(bpfman, "daemon", fake, raising=False)
-    assert cli.main(argv) == 7
+    monkeypatch.setitem(sys.modules, "bpfman.daemon.main", fake)
+    import bpfman.daemon
+
+    monkeypatch.setattr(bpfman.daemon, "main", fake, raising=False)
+    assert main(argv) == 7
     assert seen == [expected]
 
 
@@ -183,11 +190,11 @@ def test_unreachable_daemon_names_the_socket(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "nobody.sock"
-    assert cli.main(["--socket", str(path), "list"]) == 2
+    assert main(["--socket", str(path), "list"]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "daemon running" in err
     monkeypatch.setenv("BPFMAN_SOCKET", str(path))
-    assert cli.main(["info"]) == 2
+    assert main(["info"]) == 2
     assert str(path) in capsys.readouterr().err
 
 
@@ -203,7 +210,7 @@ FOREIGN = {"program_id": 99, "name": "sd_fw", "type": None, "managed": False, "l
 
 
 def test_program_table() -> None:
-    text = cli.render("program.list", {}, [PROGRAM, FOREIGN], "table")
+    text = render("program.list", {}, [PROGRAM, FOREIGN], "table")
     lines = text.splitlines()
     assert lines[0].split() == ["ID", "NAME", "TYPE", "LINKS", "METADATA"]
     assert lines[1].split() == ["12", "on_exec", "tracepoint", "3,4", "owner=acme"]
@@ -213,61 +220,61 @@ def test_program_table() -> None:
 
 
 def test_get_shows_key_value_lines_with_the_kernel_section() -> None:
-    text = cli.render("program.get", {"program_id": 12}, PROGRAM, "table")
+    text = render("program.get", {"program_id": 12}, PROGRAM, "table")
     assert "program_id: 12" in text.splitlines()
     assert "metadata: owner=acme" in text
     assert "kernel:\n  program_id: 12\n  kernel_type: tracepoint" in text
 
 
 def test_json_output_is_the_raw_result() -> None:
-    assert json.loads(cli.render("program.list", {}, [PROGRAM], "json")) == [PROGRAM]
+    assert json.loads(render("program.list", {}, [PROGRAM], "json")) == [PROGRAM]
 
 
 def test_other_renders() -> None:
     link = {"link_id": 3, "program_id": 12, "type": "tracepoint", "summary": "sched/sched_switch",
             "metadata": {}, "params": {"tracepoint": "sched/sched_switch"}}
-    assert cli.render("link.list", {}, [link], "table").splitlines()[1].split() == [
+    assert render("link.list", {}, [link], "table").splitlines()[1].split() == [
         "3", "12", "tracepoint", "sched/sched_switch", "-",
     ]
-    assert "params:\n  tracepoint: sched/sched_switch" in cli.render("link.get", {}, link, "table")
-    assert cli.render("program.detach", {"link_id": 3}, {"ok": True}, "table") == "detached link 3"
+    assert "params:\n  tracepoint: sched/sched_switch" in render("link.get", {}, link, "table")
+    assert render("program.detach", {"link_id": 3}, {"ok": True}, "table") == "detached link 3"
     plugin = {"name": "xdp", "module": "bpfman_xdp.plugin", "version": "1", "types": ["xdp"],
               "hooks": []}
-    assert cli.render("plugin.list", {}, [plugin], "table").splitlines()[1].split() == [
+    assert render("plugin.list", {}, [plugin], "table").splitlines()[1].split() == [
         "xdp", "1", "xdp", "bpfman_xdp.plugin",
     ]
     info = {"version": "0.1", "features": {"bpf_link": True, "tcx": False},
             "plugin_failures": [{"name": "bad", "error": "ImportError"}]}
-    text = cli.render("daemon.info", {}, info, "table")
+    text = render("daemon.info", {}, info, "table")
     assert "features:\n  bpf_link: yes\n  tcx: no" in text
     assert "plugin_failures:\n  name: bad\n  error: ImportError" in text
     # an unknown method (bpfman call) prints JSON
-    assert json.loads(cli.render("x.y", {}, {"a": 1}, "table")) == {"a": 1}
+    assert json.loads(render("x.y", {}, {"a": 1}, "table")) == {"a": 1}
 
 
 def test_format_error_shows_what_to_fix() -> None:
-    text = cli.format_error(RpcError(-32602, "invalid params", {
+    text = format_error(RpcError(-32602, "invalid params", {
         "errors": ["invalid value for type, expected int @ $.params.program_id"],
     }))
     assert text.splitlines() == [
         "error: invalid params",
         "  invalid value for type, expected int @ $.params.program_id",
     ]
-    text = cli.format_error(RpcError(2001, "verifier rejected program 'p': R0 !read_ok", {
+    text = format_error(RpcError(2001, "verifier rejected program 'p': R0 !read_ok", {
         "kind": "verifier_rejected", "verifier_log": ["0: (b7) r1 = 0", "R0 !read_ok"],
     }))
     assert text.splitlines() == [
         "error: verifier rejected program 'p': R0 !read_ok",
         "verifier log:", "  0: (b7) r1 = 0", "  R0 !read_ok",
     ]
-    text = cli.format_error(RpcError(1400, "unsupported", {
+    text = format_error(RpcError(1400, "unsupported", {
         "feature": "tcx", "reason": "no", "min_version": "6.6",
     }))
     assert "missing kernel feature: tcx (needs kernel 6.6)" in text
-    text = cli.format_error(RpcError(2000, "bpf_link_create failed: EPERM", {
+    text = format_error(RpcError(2000, "bpf_link_create failed: EPERM", {
         "kind": "kernel_error", "op": "bpf_link_create", "errno": "EPERM",
     }))
     assert text.splitlines()[1:] == ["  op: bpf_link_create", "  errno: EPERM"]
-    assert "incident ab12cd34" in cli.format_error(
+    assert "incident ab12cd34" in format_error(
         RpcError(-32603, "internal error", {"incident": "ab12cd34"})
     )

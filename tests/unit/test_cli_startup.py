@@ -10,7 +10,7 @@ HEAVY = ("trio", "pluggy", "attrs", "attr", "cattrs")
 
 
 def test_the_cli_imports_no_daemon_stack() -> None:
-    code = ("import sys; import bpfman.cli; from bpfman.client import Client; "
+    code = ("import sys; import bpfman.cli.main; from bpfman.client import Client; "
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

@@ -23,7 +23,7 @@ from bpfman.dispatch import (
 )
 from bpfman.kernel._sys.splice import BpfInsn, BpfLinkCreateOpts, BpfTestRunOpts
 from bpfman.manager import default_order
-from bpfman.records import LinkRecord
+from bpfman.model.records import LinkRecord
 from bpfman_xdp.chain import Target, attach_point_key, choose_mode
 from bpfman_xdp.params import XdpConfig, XdpParams
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bpfman
 from bpfman import hookspecs
-from bpfman.errors import BpfmanError, all_error_classes
+from bpfman.model.errors import BpfmanError, all_error_classes
 
 DOCS = Path(__file__).parents[2] / "docs"
 

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from bpfman.framing import DEFAULT_MAX_LINE, LineReader, LineTooLong, send_line
+from bpfman.rpc.framing import DEFAULT_MAX_LINE, LineReader, LineTooLong, send_line
 
 
 def pair(max_line: int = DEFAULT_MAX_LINE) -> tuple[trio.abc.SendStream, LineReader]:

@@ -13,18 +13,23 @@ from typing import Any
 
 import pytest
 
-from bpfman import cli, imagecli, images
+from bpfman import images
+from bpfman.cli import images as imagecli
+from bpfman.cli.main import main
+from bpfman.cli.parser import build_parser
+from bpfman.cli.rawopts import parse_attach_options
+from bpfman.cli.request import build_request
 
 
 def parse(*argv: str) -> Any:
-    return cli.build_parser().parse_args(list(argv))
+    return build_parser().parse_args(list(argv))
 
 
 def test_load_image_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(imagecli.PASSWORD_ENV, "pw")
     args = parse("load", "image", "--image-url", "r.io/x:v1", "--programs", "xdp:pass",
                  "--pull-policy", "Always", "-g", "GLOBAL_u8=01", "--username", "u", "-m", "a=b")
-    assert cli.build_request(args) == ("program.load", {
+    assert build_request(args) == ("program.load", {
         "image": {"url": "r.io/x:v1", "pull_policy": "Always", "username": "u", "password": "pw"},
         "programs": [{"type": "xdp", "name": "pass"}],
         "global_data": {"GLOBAL_u8": "01"}, "metadata": {"a": "b"},
@@ -41,7 +46,7 @@ def test_load_image_request(monkeypatch: pytest.MonkeyPatch) -> None:
     (["image", "inspect", "r.io/x:v1"], ("image.inspect", {"url": "r.io/x:v1"})),
 ])
 def test_image_requests(argv: list[str], expected: tuple[str, dict[str, Any]]) -> None:
-    assert cli.build_request(parse(*argv)) == expected
+    assert build_request(parse(*argv)) == expected
 
 
 def test_load_from_image_keeps_upstream_shape() -> None:
@@ -52,7 +57,7 @@ def test_load_from_image_keeps_upstream_shape() -> None:
         "quay.io/b/xdp_pass:latest", "xdp", ["-i", "eth0", "-p", "100"])
     assert args.global_data == [("GLOBAL_u8", "01")]
     tokens = [imagecli.SHORT_OPTIONS.get(t, t) for t in args.options]
-    assert cli.parse_attach_options(tokens) == ({"iface": "eth0", "priority": 100}, {})
+    assert parse_attach_options(tokens) == ({"iface": "eth0", "priority": 100}, {})
 
 
 def test_program_choice_for_load_from_image() -> None:
@@ -95,12 +100,12 @@ def test_build_writes_an_oci_layout_skopeo_reads(bpf_program: Callable[..., Path
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     obj = bpf_program("tp_counter")
     layout = tmp_path / "layout"
-    assert cli.main(["-o", "json", "image", "build", "--path", str(obj), "--tag",
+    assert main(["-o", "json", "image", "build", "--path", str(obj), "--tag",
                      "reg.example/bpf/tp:v1", "--oci-layout", str(layout)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["programs"] == {"count_getpid": "tracepoint", "count_getppid": "tracepoint"}
     assert (layout / "blobs" / "sha256" / result["digest"].partition(":")[2]).exists()
-    assert cli.main(["image", "build", "--path", str(obj), "--tag", "reg.example/x:v1"]) == 2
+    assert main(["image", "build", "--path", str(obj), "--tag", "reg.example/x:v1"]) == 2
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed (cross-check only)")
     out = subprocess.run(["skopeo", "inspect", f"oci:{layout}:v1"], capture_output=True,

@@ -34,11 +34,17 @@ from images.publish import (
 from images.registry import LocalRegistry
 from images.sigstore_local import LocalSigstore, cosign_statement
 
-from bpfman import images, oci
-from bpfman.errors import ImageError, ImageNotFound, InvalidArgument, PullFailed, SignatureRejected
-from bpfman.images import ImagesConfig, ImageService, RegistryConfig
-from bpfman.requests import ImageSource
-from bpfman.signing import SigningConfig, TrustedIdentity
+from bpfman import images
+from bpfman.images import ImagesConfig, ImageService, RegistryConfig, oci
+from bpfman.images.signing import SigningConfig, TrustedIdentity
+from bpfman.model.errors import (
+    ImageError,
+    ImageNotFound,
+    InvalidArgument,
+    PullFailed,
+    SignatureRejected,
+)
+from bpfman.model.requests import ImageSource
 
 HOST_PLATFORM = oci.host_platform()
 

@@ -15,8 +15,7 @@ from images.fixtures import sigstore, trusted_root  # noqa: F401
 from images.publish import simple_signing_payload
 from images.sigstore_local import LocalSigstore, cosign_statement
 
-from bpfman.errors import SignatureRejected
-from bpfman.signing import (
+from bpfman.images.signing import (
     BundleSignature,
     Evidence,
     KeySignature,
@@ -24,6 +23,7 @@ from bpfman.signing import (
     TrustedIdentity,
     Verifier,
 )
+from bpfman.model.errors import SignatureRejected
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bpfman import images, oci
-from bpfman.errors import ImageError, InvalidArgument, PullFailed
-from bpfman.oci import ImageRef
+from bpfman import images
+from bpfman.images import oci
+from bpfman.images.oci import ImageRef
+from bpfman.model.errors import ImageError, InvalidArgument, PullFailed
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -141,7 +142,7 @@ def test_platform_selection() -> None:
 def test_credentials_never_printed() -> None:
     creds = oci.Credentials("user", "hunter2")
     assert "hunter2" not in repr(creds)
-    from bpfman.requests import ImageSource
+    from bpfman.model.requests import ImageSource
 
     assert "hunter2" not in repr(ImageSource("r.io/x", password="hunter2"))
     reg = images.RegistryConfig("r.io", username="u", password_file=Path("/nonexistent"))

@@ -9,9 +9,10 @@ from typing import Any
 import attrs
 import pytest
 
-from bpfman import errors, jsonrpc
-from bpfman.api import Caller, Method
-from bpfman.requests import NoParams
+from bpfman.model import errors
+from bpfman.model.caller import Caller, Method
+from bpfman.model.requests import NoParams
+from bpfman.rpc import jsonrpc
 
 CALLER = Caller(uid=1000, gid=1000, pid=4242)
 

@@ -1,11 +1,11 @@
-"""The kernel lane serves waiting uids round-robin (bpfman.lane)."""
+"""The kernel lane serves waiting uids round-robin (bpfman.daemon.lane)."""
 
 from __future__ import annotations
 
 import trio
 import trio.testing
 
-from bpfman.lane import FairLane
+from bpfman.daemon.lane import FairLane
 
 
 async def _run(lane: FairLane, order: list[str], uid: int, name: str,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bpfman.records import LinkRecord
+from bpfman.model.records import LinkRecord
 from bpfman_cgroup import plugin as cgroup
 from bpfman_netfilter import plugin as netfilter
 from bpfman_sk_lookup import plugin as sk_lookup

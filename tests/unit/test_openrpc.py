@@ -9,9 +9,10 @@ from typing import Any
 import attrs
 import pytest
 
-from bpfman import openrpc, replies, requests
-from bpfman.api import Method
-from bpfman.errors import all_error_classes
+from bpfman.model import replies, requests
+from bpfman.model.caller import Method
+from bpfman.model.errors import all_error_classes
+from bpfman.rpc import openrpc
 
 
 class Mode(enum.Enum):

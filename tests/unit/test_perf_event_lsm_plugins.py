@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bpfman import convert
-from bpfman.openrpc import SchemaBuilder
+from bpfman.model import convert
 from bpfman.plugins import build_plugin_manager
+from bpfman.rpc.openrpc import SchemaBuilder
 from bpfman_lsm.plugin import LsmParams
 from bpfman_perf_event.plugin import DEFAULT_FREQUENCY, EVENTS, PerfEventParams
 

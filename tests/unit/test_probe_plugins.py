@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bpfman import convert
+from bpfman.model import convert
+from bpfman.model.records import LinkRecord, ProgramRecord
 from bpfman.plugins import build_plugin_manager
-from bpfman.records import LinkRecord, ProgramRecord
 from bpfman.store import Store
 from bpfman_fentry.plugin import FentryParams
 from bpfman_kprobe.plugin import KprobeParams

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfman.records import LinkRecord, ProgramRecord
+from bpfman.model.records import LinkRecord, ProgramRecord
 from bpfman.store import Store
 
 

@@ -8,9 +8,9 @@ from contextlib import ExitStack
 from types import SimpleNamespace
 
 from bpfman import kernel
-from bpfman.bpffs import Bpffs
 from bpfman.context import HookContext
-from bpfman.records import LinkRecord, ProgramRecord
+from bpfman.kernel.bpffs import Bpffs
+from bpfman.model.records import LinkRecord, ProgramRecord
 from bpfman_tc import tc, tcx
 from bpfman_tc.params import TcParams, TcxParams
 

@@ -9,9 +9,9 @@ import ctypes
 import attrs
 import pytest
 
-from bpfman import convert
 from bpfman.kernel import TcxAnchor
 from bpfman.kernel._sys import bpfcmd
+from bpfman.model import convert
 from bpfman_tc.params import DEFAULT_PROCEED_ON, TC_ACTIONS, TcParams, TcxParams
 
 LAYOUTS = {

@@ -22,8 +22,8 @@ from probe_support import FENTRY, FEXIT, FUNCTION, KPROBE, KRETPROBE, counts, un
 from xdp_support import XDP_DROP, XDP_PASS
 
 from bpfman import kernel
-from bpfman.bpffs import Bpffs
-from bpfman.errors import LinkNotFound
+from bpfman.kernel.bpffs import Bpffs
+from bpfman.model.errors import LinkNotFound
 from bpfman.testing import VethPair
 
 N_CALLS = 50

@@ -2,7 +2,7 @@
 bpffs and tracefs.
 
 All functions block (plain `def`) and are called from the daemon's kernel
-lane, never from the trio thread. Errors are `bpfman.errors` exceptions:
+lane, never from the trio thread. Errors are `bpfman.model.errors` exceptions:
 missing things are `*NotFound`/`StateDrift`, refused inputs
 `InvalidArgument(field=...)`, missing kernel support `KernelFeatureMissing`,
 and everything else `KernelError(op, errno)`. `bpfman.kernel._sys` (ctypes)

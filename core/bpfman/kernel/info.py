@@ -18,7 +18,6 @@ from pathlib import Path
 
 import attrs
 
-from bpfman.errors import BpfmanError, LinkNotFound, NotFound, ProgramNotFound
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import SysError, kernel_errors
@@ -30,7 +29,8 @@ from bpfman.kernel._sys.structs import (
     BpfProgInfo,
     BtfType,
 )
-from bpfman.replies import KernelProgramInfo
+from bpfman.model.errors import BpfmanError, LinkNotFound, NotFound, ProgramNotFound
+from bpfman.model.replies import KernelProgramInfo
 
 BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from bpfman.errors import InvalidArgument, KernelError
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys import splice as _sp
@@ -26,6 +25,7 @@ from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BPF_PROG_TYPE_EXT, BpfMapInfo, BpfProgInfo
 from bpfman.kernel.objects import _maps, _opened, _programs
 from bpfman.kernel.splice import LOG_SIZE, reloaded
+from bpfman.model.errors import InvalidArgument, KernelError
 
 DISPATCHER_NAME = "xdp_dispatcher"
 BPF_F_RDONLY_PROG = 1 << 7

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-from bpfman.errors import InvalidArgument
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import PERCPU_MAP_TYPES, BpfMapInfo
+from bpfman.model.errors import InvalidArgument
 
 BPF_ANY = 0
 

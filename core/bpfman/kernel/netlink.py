@@ -17,10 +17,10 @@ import sys
 import attrs
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument
 from bpfman.kernel import rtnl
+from bpfman.kernel.netns import NetNs
 from bpfman.kernel.rtnl import NetlinkError
-from bpfman.netns import NetNs
+from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument
 
 _HERE = NetNs()  # the daemon's own namespace
 

@@ -19,15 +19,6 @@ from pathlib import Path
 
 import attrs
 
-from bpfman.bpffs import Bpffs
-from bpfman.errors import (
-    AttachTargetNotFound,
-    InvalidArgument,
-    KernelError,
-    KernelFeatureMissing,
-    PermissionDenied,
-    VerifierRejected,
-)
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys import splice as _sp
@@ -39,7 +30,16 @@ from bpfman.kernel._sys.structs import (
     BtfType,
     BtfVarSecinfo,
 )
+from bpfman.kernel.bpffs import Bpffs
 from bpfman.kernel.features import probe_features
+from bpfman.model.errors import (
+    AttachTargetNotFound,
+    InvalidArgument,
+    KernelError,
+    KernelFeatureMissing,
+    PermissionDenied,
+    VerifierRejected,
+)
 
 # Verifier log buffer per selected program: the first load uses the small
 # one; a log truncated by it (ENOSPC) triggers one retry with the large one.

@@ -1,6 +1,6 @@
 """Pins in bpffs: create, open, inspect and remove them.
 
-Paths come from `bpfman.bpffs`; this module never invents one. Every
+Paths come from `bpfman.kernel.bpffs`; this module never invents one. Every
 function accepts a `Path` or a `str`. A missing pin is `StateDrift` (a record
 names it, the kernel object or the pin vanished); other failures are
 `KernelError`.
@@ -16,10 +16,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
 
-from bpfman.errors import InvalidArgument, StateDrift
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BpfLinkInfo, BpfProgInfo
+from bpfman.model.errors import InvalidArgument, StateDrift
 
 PathLike = Path | str
 ObjectKind = Literal["prog", "map", "link"]

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from bpfman.errors import KernelError
+from bpfman.model.errors import KernelError
 
 if TYPE_CHECKING:
-    # bpfman.netns imports bpfman.kernel._sys, which runs this package's
+    # bpfman.kernel.netns imports bpfman.kernel._sys, which runs this package's
     # __init__: import it lazily.
-    from bpfman.netns import NetNs
+    from bpfman.kernel.netns import NetNs
 
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2

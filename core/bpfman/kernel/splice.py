@@ -18,7 +18,6 @@ from pathlib import Path
 
 import attrs
 
-from bpfman.errors import InvalidArgument, KernelError, VerifierRejected
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys import splice as _sp
@@ -26,6 +25,7 @@ from bpfman.kernel._sys.errors import SysError, describe_errno, errno_name, kern
 from bpfman.kernel._sys.structs import BpfMapInfo, BpfProgLoadOpts
 from bpfman.kernel.info import program_info_of_fd
 from bpfman.kernel.objects import _maps, _opened, _programs, map_pin_name
+from bpfman.model.errors import InvalidArgument, KernelError, VerifierRejected
 
 LOG_SIZE = 4 << 20
 

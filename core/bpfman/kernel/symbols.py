@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bpfman.errors import AttachTargetNotFound, InvalidArgument, PermissionDenied
+from bpfman.model.errors import AttachTargetNotFound, InvalidArgument, PermissionDenied
 
 KALLSYMS = Path("/proc/kallsyms")
 KPROBE_BLACKLIST = Path("/sys/kernel/debug/kprobes/blacklist")

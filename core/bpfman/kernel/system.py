@@ -10,10 +10,10 @@ import os
 import resource
 from pathlib import Path
 
-from bpfman.errors import KernelFeatureMissing
 from bpfman.kernel._sys import libc
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BPF_FS_MAGIC, TRACEFS_MAGIC
+from bpfman.model.errors import KernelFeatureMissing
 
 log = logging.getLogger("bpfman.kernel")
 

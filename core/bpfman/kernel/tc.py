@@ -2,7 +2,7 @@
 as the codec): the clsact qdisc and cls_bpf direct-action filters.
 
 Interface indexes, qdiscs and filters all belong to a network namespace.
-Every function takes a `bpfman.netns.NetNs` (default: the daemon's own);
+Every function takes a `bpfman.kernel.netns.NetNs` (default: the daemon's own);
 the calling thread enters it for the duration of the call only (the
 daemon's kernel lane is a worker thread, so this never moves the trio
 thread).
@@ -18,20 +18,20 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
-from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument
 from bpfman.kernel import pins, rtnl
 from bpfman.kernel.links import require_program_type
 from bpfman.kernel.rtnl import NetlinkError
+from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument
 
 if TYPE_CHECKING:
-    # bpfman.netns imports bpfman.kernel._sys, which runs this package's
-    # __init__: import it lazily to keep `import bpfman.netns` first working.
-    from bpfman.netns import NetNs
+    # bpfman.kernel.netns imports bpfman.kernel._sys, which runs this package's
+    # __init__: import it lazily to keep `import bpfman.kernel.netns` first working.
+    from bpfman.kernel.netns import NetNs
 
 
 def host_netns(netns: NetNs | None = None) -> NetNs:
     """`netns`, or the daemon's own namespace when None."""
-    from bpfman.netns import NetNs
+    from bpfman.kernel.netns import NetNs
 
     return netns if netns is not None else NetNs()
 

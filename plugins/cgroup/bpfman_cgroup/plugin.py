@@ -28,7 +28,14 @@ import attrs
 
 from bpfman import AttachTargetNotFound, BpfmanError, InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman.model.records import (
+    AttachPoint,
+    DispatcherRecord,
+    Drift,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+)
 
 KINDS = {
     "cgroup_skb": "cgroup_skb (ingress, egress): per-packet allow/drop of a cgroup's sockets",

@@ -19,7 +19,7 @@ import attrs
 
 from bpfman import KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 FENTRY, FEXIT = "fentry", "fexit"
 

@@ -20,7 +20,7 @@ import attrs
 
 from bpfman import InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 KPROBE, KRETPROBE = "kprobe", "kretprobe"
 # Kernel symbols, compiler clones included ("foo.isra.0").

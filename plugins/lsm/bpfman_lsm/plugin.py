@@ -21,7 +21,7 @@ import attrs
 
 from bpfman import KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 TYPE = "lsm"
 

@@ -21,7 +21,7 @@ import attrs
 
 from bpfman import AttachTargetNotFound, BpfmanError, InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman.model.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
 
 TYPE = "perf_event"
 PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE = 0, 1

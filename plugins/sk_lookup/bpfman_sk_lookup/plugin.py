@@ -21,8 +21,8 @@ import attrs
 
 from bpfman import BpfmanError, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman.kernel.netns import NetNs
+from bpfman.model.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
 
 TYPE = "sk_lookup"
 SELF = "/proc/self/ns/net"  # opened by the daemon: the daemon's namespace

@@ -14,7 +14,7 @@ from pathlib import Path
 from bpfman import dispatch
 from bpfman.context import HookContext
 from bpfman.kernel import libxdp as kx
-from bpfman.records import LinkRecord
+from bpfman.model.records import LinkRecord
 
 SOURCE = Path(__file__).with_name("tc_dispatcher.bpf.c")
 PROGRAM = "tc_dispatcher"

@@ -16,8 +16,8 @@ import attrs
 
 from bpfman import dispatch
 from bpfman.context import HookContext
-from bpfman.netns import NetNs
-from bpfman.records import AttachPoint
+from bpfman.kernel.netns import NetNs
+from bpfman.model.records import AttachPoint
 
 DIRECTIONS = ("ingress", "egress")
 MIN_PRIORITY, MAX_PRIORITY = 0, 1000

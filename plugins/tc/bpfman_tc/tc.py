@@ -33,8 +33,15 @@ import attrs
 
 from bpfman import AttachTargetNotFound, BpfmanError, KindSpec, dispatch, hookimpl
 from bpfman.context import HookContext
-from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman.kernel.netns import NetNs
+from bpfman.model.records import (
+    AttachPoint,
+    DispatcherRecord,
+    Drift,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+)
 from bpfman_tc import freplace
 from bpfman_tc.params import TcParams, check_interface, hook_point
 

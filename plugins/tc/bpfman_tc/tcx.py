@@ -26,8 +26,15 @@ import attrs
 
 from bpfman import AttachTargetNotFound, BpfmanError, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman.kernel.netns import NetNs
+from bpfman.model.records import (
+    AttachPoint,
+    DispatcherRecord,
+    Drift,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+)
 from bpfman_tc.params import TcxParams, check_interface, hook_point
 from bpfman_tc.placement import plan
 

@@ -16,7 +16,7 @@ import attrs
 
 from bpfman import AttachTargetNotFound, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 TYPE = "tracepoint"
 # tracefs names: event systems and events are C identifiers in practice.

@@ -24,7 +24,7 @@ import attrs
 
 from bpfman import InvalidArgument, KindSpec, hookimpl
 from bpfman.context import HookContext
-from bpfman.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
 
 UPROBE, URETPROBE = "uprobe", "uretprobe"
 # ELF symbol names, C++ mangled ones and versioned ones ("memcpy@GLIBC_2.14") included.

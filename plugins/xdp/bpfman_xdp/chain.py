@@ -20,8 +20,8 @@ from bpfman import AttachTargetNotFound, Conflict, KernelFeatureMissing, dispatc
 from bpfman.context import HookContext
 from bpfman.kernel import netlink
 from bpfman.kernel.links import xdp as xdp_links
-from bpfman.netns import NetNs
-from bpfman.records import DispatcherRecord, LinkRecord
+from bpfman.kernel.netns import NetNs
+from bpfman.model.records import DispatcherRecord, LinkRecord
 from bpfman_xdp.params import XdpConfig
 
 TYPE = "xdp"

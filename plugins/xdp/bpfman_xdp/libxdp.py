@@ -30,7 +30,7 @@ from bpfman import Conflict, dispatch
 from bpfman.context import HookContext
 from bpfman.kernel import libxdp as kx
 from bpfman.kernel.links import xdp as xdp_links
-from bpfman.records import DispatcherRecord, LinkRecord
+from bpfman.model.records import DispatcherRecord, LinkRecord
 from bpfman_xdp.params import XdpConfig
 
 SOURCE = Path(__file__).with_name("xdp_dispatcher.bpf.c")

@@ -32,8 +32,15 @@ import attrs
 from bpfman import KindSpec, hookimpl
 from bpfman.context import HookContext
 from bpfman.kernel import netlink
-from bpfman.netns import NetNs
-from bpfman.records import AttachPoint, DispatcherRecord, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman.kernel.netns import NetNs
+from bpfman.model.records import (
+    AttachPoint,
+    DispatcherRecord,
+    Drift,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+)
 from bpfman_xdp import chain
 from bpfman_xdp.params import XdpConfig, XdpParams
 

@@ -1,4 +1,4 @@
-"""The one place where an errno becomes a `bpfman.errors` exception.
+"""The one place where an errno becomes a `bpfman.model.errors` exception.
 
 Bindings (libbpf.py, libc.py) raise `SysError`, a plain OSError that also
 names the C function. Kernel-layer code wraps each step in
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from bpfman.errors import BpfmanError, KernelError
+from bpfman.model.errors import BpfmanError, KernelError
 
 # libbpf's own error codes (enum libbpf_errno, 4000..4012); os.strerror
 # knows nothing of them, so their text comes from libbpf_strerror().

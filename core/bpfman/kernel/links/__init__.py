@@ -1,6 +1,6 @@
 """Links: one module per attach mechanism (perf_event.py covers tracepoints
 and kprobes, raw_tracepoint.py raw tracepoints). Each `attach_<kind>` takes
-the program's pin and the link's pin (from `bpfman.bpffs`), validates
+the program's pin and the link's pin (from `bpfman.kernel.bpffs`), validates
 before any syscall, and returns the kernel link id. A link lives as long as
 its pin: unpinning it (`pins.remove_pin`) detaches. On failure nothing is
 pinned and every fd is closed.
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bpfman.errors import InvalidArgument
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.structs import BpfProgInfo
+from bpfman.model.errors import InvalidArgument
 
 
 def program_type(prog_fd: int) -> str:

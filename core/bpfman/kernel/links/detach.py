@@ -14,8 +14,8 @@ import os
 from contextlib import suppress
 from pathlib import Path
 
-from bpfman.errors import StateDrift
 from bpfman.kernel import pins
+from bpfman.model.errors import StateDrift
 
 
 def detach_link(link_pin: Path) -> bool:

@@ -32,21 +32,21 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from bpfman.errors import (
+from bpfman.kernel import pins
+from bpfman.kernel._sys import bpfcmd, libbpf
+from bpfman.kernel._sys.errors import SysError, kernel_errors
+from bpfman.kernel._sys.structs import BpfLinkInfo
+from bpfman.kernel.links import pin_new_link, require_program_type
+from bpfman.model.errors import (
     AttachTargetNotFound,
     Conflict,
     InvalidArgument,
     KernelFeatureMissing,
     StateDrift,
 )
-from bpfman.kernel import pins
-from bpfman.kernel._sys import bpfcmd, libbpf
-from bpfman.kernel._sys.errors import SysError, kernel_errors
-from bpfman.kernel._sys.structs import BpfLinkInfo
-from bpfman.kernel.links import pin_new_link, require_program_type
 
 if TYPE_CHECKING:
-    from bpfman.netns import NetNs
+    from bpfman.kernel.netns import NetNs
 
 PathLike = Path | str
 MAX_STALE_RETRIES = 8

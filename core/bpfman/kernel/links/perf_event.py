@@ -16,13 +16,6 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
-from bpfman.errors import (
-    AttachTargetNotFound,
-    BpfmanError,
-    InvalidArgument,
-    KernelFeatureMissing,
-    PermissionDenied,
-)
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf, libc
 from bpfman.kernel._sys.errors import SysError, kernel_errors
@@ -37,6 +30,13 @@ from bpfman.kernel._sys.structs import (
 )
 from bpfman.kernel.links import pin_new_link, require_program_type
 from bpfman.kernel.system import ensure_tracefs
+from bpfman.model.errors import (
+    AttachTargetNotFound,
+    BpfmanError,
+    InvalidArgument,
+    KernelFeatureMissing,
+    PermissionDenied,
+)
 
 KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
 UPROBE_PMU = Path("/sys/bus/event_source/devices/uprobe")

@@ -8,11 +8,11 @@ import os
 import re
 from pathlib import Path
 
-from bpfman.errors import AttachTargetNotFound, InvalidArgument
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import kernel_errors
 from bpfman.kernel.links import pin_new_link, require_program_type
+from bpfman.model.errors import AttachTargetNotFound, InvalidArgument
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 

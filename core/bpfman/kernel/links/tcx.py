@@ -10,7 +10,7 @@ Links are pinned; a link lives as long as its pin, but `detach_tcx` detaches
 it synchronously (BPF_LINK_DETACH) before unpinning, so the program is out
 of the chain when the call returns.
 
-Every call takes a `bpfman.netns.NetNs` (default: the daemon's): interface
+Every call takes a `bpfman.kernel.netns.NetNs` (default: the daemon's): interface
 indexes are per namespace, so the syscalls run inside it.
 """
 
@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from bpfman.errors import AttachTargetNotFound, Conflict, InvalidArgument, StateDrift
 from bpfman.kernel import pins
 from bpfman.kernel._sys import bpfcmd
 from bpfman.kernel._sys.errors import SysError, kernel_errors
@@ -38,9 +37,10 @@ from bpfman.kernel.links.fd_target import (
     query_attached,
 )
 from bpfman.kernel.tc import host_netns
+from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument, StateDrift
 
 if TYPE_CHECKING:
-    from bpfman.netns import NetNs
+    from bpfman.kernel.netns import NetNs
 
 Direction = Literal["ingress", "egress"]
 PathLike = Path | str

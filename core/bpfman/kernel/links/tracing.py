@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bpfman.errors import InvalidArgument
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import kernel_errors
 from bpfman.kernel._sys.structs import BPF_LSM_MAC, BPF_TRACE_FENTRY, BpfLinkInfo
 from bpfman.kernel.links import pin_new_link, require_program_type
+from bpfman.model.errors import InvalidArgument
 
 # UAPI enum bpf_attach_type: BPF_TRACE_FEXIT follows BPF_TRACE_FENTRY.
 TRACING_ATTACH_TYPES = {"fentry": BPF_TRACE_FENTRY, "fexit": BPF_TRACE_FENTRY + 1,

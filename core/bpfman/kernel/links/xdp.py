@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bpfman.errors import Conflict
 from bpfman.kernel import netlink, pins
 from bpfman.kernel._sys import libbpf
 from bpfman.kernel._sys.errors import kernel_errors
 from bpfman.kernel.links import require_program_type
-from bpfman.netns import NetNs
+from bpfman.kernel.netns import NetNs
+from bpfman.model.errors import Conflict
 
 _HERE = NetNs()  # the daemon's own namespace
 

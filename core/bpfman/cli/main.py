@@ -1,0 +1,173 @@
+"""`bpfman`'s entry point: parse, make the one call, print; or run the daemon.
+
+Exit status: 0 success, 1 the daemon answered with an error, 2 usage error
+or the daemon could not be reached."""
+
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bpfman.cli import images as imagecli
+from bpfman.cli.args import VERSION_TEXT, UsageError
+from bpfman.cli.completion import bash_completion
+from bpfman.cli.parser import build_parser
+from bpfman.cli.render import format_error, render
+from bpfman.cli.request import PrintCompletion, build_request
+from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
+
+
+def _split_daemon(argv: list[str]) -> list[str] | None:
+    """The daemon's own argv when the command is `daemon`, else None.
+
+    Done before argparse so the daemon parses its options itself; a global
+    ``--socket`` given before `daemon` is passed on.
+    """
+    socket: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in ("--socket", "-o", "--output"):
+            if token == "--socket" and i + 1 < len(argv):
+                socket = ["--socket", argv[i + 1]]
+            i += 2
+        elif token.startswith("-"):
+            if token.startswith("--socket="):
+                socket = ["--socket", token.partition("=")[2]]
+            i += 1
+        else:
+            return [*socket, *argv[i + 1 :]] if token == "daemon" else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `bpfman list | head -1`: the reader left. Quietly, with the status a
+        # C tool killed by SIGPIPE gets; stdout goes nowhere so the final
+        # flush at exit does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # before building every subcommand's parser
+        print(VERSION_TEXT)
+        return 0
+    daemon_argv = _split_daemon(argv)
+    if daemon_argv is not None:
+        # The client side never imports the daemon's stack.
+        from bpfman.daemon import main as daemon_main
+
+        return daemon_main.main(daemon_argv)
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "attach" and {"-h", "--help"} & set(args.options):
+            from bpfman.cli import attachopts
+
+            if attachopts.params_class(args.type) is None:
+                parser.parse_args(["attach", "--help"])  # prints the attach help, exits 0
+        if imagecli.is_local(args):  # image build, load-from-image: not one call
+            return imagecli.run_local(args, getattr(args, "socket", None)
+                                      or default_socket_path(), getattr(args, "output", "table"))
+        method, params = build_request(args)
+    except PrintCompletion:
+        print(bash_completion(parser), end="")
+        return 0
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    except UsageError as exc:
+        print(f"bpfman {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    socket_path = getattr(args, "socket", None) or default_socket_path()
+    # `call` is the raw escape hatch: its result is always printed as JSON.
+    output = "json" if args.command == "call" else getattr(args, "output", "table")
+    errors_as = getattr(args, "output", "table")  # JSON errors only when asked for
+    try:
+        with Client(socket_path) as client:
+            if method == "events.subscribe":
+                return _print_events(client, params["kinds"], output)
+            try:
+                result = imagecli.call_with_progress(client, method, params)
+            except RpcError:
+                if method == "program.attach":
+                    # Explain a type mismatch if we may look (only after a
+                    # failure: attach alone needs no program.get grant).
+                    with contextlib.suppress(RpcError):
+                        _check_type(client, args.program_id, args.type)
+                raise
+    except RpcError as exc:
+        _print_error(errors_as, format_error(exc), exc.code, exc.message, exc.data)
+        return 1
+    except DaemonUnreachable as exc:
+        hint = (
+            "is your user in the socket's group?"
+            if isinstance(exc.cause, PermissionError)
+            else "is the daemon running? (bpfman daemon, or systemctl start bpfman.socket)"
+        )
+        _print_error(errors_as, f"error: {exc}\n  {hint}", None, f"{exc}; {hint}", None)
+        return 2
+    except OSError as exc:
+        message = f"lost the connection to the daemon at {socket_path}: {exc}"
+        _print_error(errors_as, f"error: {message}", None, message, None)
+        return 2
+    text = render(method, params, result, output)
+    if text:
+        print(text)
+    # A missing key is an answer, not an error, for the API; for a shell it
+    # is a failed lookup (`bpfman map get ... || ...`).
+    if method == "map.get" and result.get("value") is None:
+        return 1
+    return 0
+
+
+def _print_error(output: str, text: str, code: int | None, message: str, data: Any) -> None:
+    """An error for people, or under ``-o json`` one JSON object (on stderr,
+    like the text): ``{"error": {"code", "message", "data"}}``."""
+    if output == "json":
+        text = json.dumps({"error": {"code": code, "message": message, "data": data}})
+    print(text, file=sys.stderr)
+
+
+def _print_events(client: Client, kinds: list[str], output: str) -> int:
+    try:
+        for event in client.events(kinds):
+            if output == "json":
+                print(json.dumps(event), flush=True)
+            else:
+                print(f"{event['time']}  {event['kind']:<9} program={event['program_id']}"
+                      f" link={event['link_id']} {event['type'] or ''} {event['detail']}",
+                      flush=True)
+    except KeyboardInterrupt:
+        return 0
+    print("error: the daemon closed the event stream", file=sys.stderr)
+    return 1
+
+
+def _check_type(client: Client, program_id: int, kind: str) -> None:
+    # The API takes the type from the loaded program; the CLI repeats it
+    # (as upstream does), so catch a mismatch before the params confuse anyone.
+    program = client.call("program.get", {"program_id": program_id})
+    actual = program.get("type")
+    if actual is not None and actual != kind:
+        raise RpcError(
+            1000, f"program {program_id} has type {actual}, not {kind}",
+            {"program_id": program_id, "type": actual},
+        )
+
+

@@ -1,0 +1,167 @@
+"""The argparse tree of the `bpfman` command, with the examples each `--help` shows."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bpfman.cli import images as imagecli
+from bpfman.cli.args import VERSION_TEXT
+from bpfman.cli.args import global_value as _global_value
+from bpfman.cli.args import json_object as _json_object
+from bpfman.cli.args import key_value as _key_value
+from bpfman.cli.args import program_selector as _program_selector
+from bpfman.client import default_socket_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Global options are accepted before or after the subcommand.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--socket", default=argparse.SUPPRESS,
+        help=f"daemon socket (default $BPFMAN_SOCKET or {default_socket_path()})",
+    )
+    common.add_argument(
+        "-o", "--output", choices=["table", "json"], default=argparse.SUPPRESS,
+        help="table for people (default), json for scripts",
+    )
+    parser = argparse.ArgumentParser(
+        prog="bpfman", parents=[common], description="Manage eBPF programs through bpfmand."
+    )
+    parser.add_argument("--version", action="version", version=VERSION_TEXT)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+        if name in EXAMPLES:
+            kw["epilog"] = (kw["epilog"] + "\n\n" if "epilog" in kw else "") + EXAMPLES[name]
+        return sub.add_parser(name, parents=[common], help=help, description=help,
+                              formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+    load = command("load", "load programs from an ELF object")
+    load_sub = load.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    lf = load_sub.add_parser("file", parents=[common], help="from a file on the daemon's host")
+    lf.add_argument("-p", "--path", required=True, help="path of the ELF object")
+    lf.add_argument(
+        "--programs", nargs="+", required=True, type=_program_selector, metavar="TYPE:NAME",
+        help="programs to load, e.g. tracepoint:handle_exec or fentry:on_open:do_sys_openat2",
+    )
+    lf.add_argument(
+        "-g", "--global", dest="global_data", action="extend", nargs="+", type=_global_value,
+        default=[], metavar="NAME=HEX", help="set a global variable before load",
+    )
+    _metadata_option(lf)
+    lf.add_argument("--map-owner-id", type=int, help="share the maps of this program")
+    imagecli.add_parsers(load_sub, command, common, _global_option, _metadata_option)
+
+    attach = command(
+        "attach", "attach a loaded program",
+        epilog="TYPE options: `bpfman attach PROGRAM_ID TYPE --help` lists the type's"
+        " parameters (from its plugin, typed and checked before sending); -m KEY=VALUE sets"
+        " link metadata. For a type no installed plugin knows, any --key value pair is sent"
+        " as params.key.",
+    )
+    attach.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    attach.add_argument("type", metavar="TYPE", help="the program's type")
+    attach.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    detach = command("detach", "detach a link")
+    detach.add_argument("link_id", type=int, metavar="LINK_ID")
+    unload = command("unload", "unload a program (its links are detached first)")
+    unload.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+
+    lst = command("list", "list programs, or links with `list links`")
+    lst.add_argument("what", nargs="?", choices=["programs", "links"], default="programs")
+    lst.add_argument("--all", action="store_true", help="include programs not managed here")
+    lst.add_argument("--type", help="only this program type")
+    lst.add_argument("--program-id", type=int, help="links: only those of this program")
+    _metadata_option(lst)
+
+    get = command("get", "show one program")
+    get.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+
+    link = command("link", "links: get, list")
+    link_sub = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
+    lg = link_sub.add_parser("get", parents=[common], help="show one link")
+    lg.add_argument("link_id", type=int, metavar="LINK_ID")
+    ll = link_sub.add_parser("list", parents=[common], help="list links")
+    ll.add_argument("--program-id", type=int)
+    ll.add_argument("--type")
+    lu = link_sub.add_parser(
+        "update", parents=[common], help="change a link in place, e.g. --priority 60",
+        epilog="Every --key value pair is merged over the link's params; "
+        "--program-id N runs program N in the link's place.",
+    )
+    lu.add_argument("link_id", type=int, metavar="LINK_ID")
+    lu.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    command("dispatchers", "shared attach points and the order their programs run in")
+    events = command("events", "print changes as they happen (loaded, attached, ...) until ^C")
+    events.add_argument("--kind", action="append", default=[], help="only this kind (repeat)")
+
+    maps = command("map", "read and write the maps of a managed program")
+    map_sub = maps.add_subparsers(dest="map_command", required=True, metavar="ACTION")
+    ml = map_sub.add_parser("list", parents=[common], help="maps of a program")
+    ml.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    for action, what in [("get", "one value"), ("delete", "delete one key")]:
+        mk = map_sub.add_parser(action, parents=[common], help=what)
+        mk.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+        mk.add_argument("map", metavar="MAP")
+        mk.add_argument("key", metavar="KEY_HEX")
+    mu = map_sub.add_parser("update", parents=[common], help="set one value")
+    mu.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    mu.add_argument("map", metavar="MAP")
+    mu.add_argument("key", metavar="KEY_HEX")
+    mu.add_argument("value", metavar="VALUE_HEX")
+    md = map_sub.add_parser(
+        "dump", parents=[common], help="entries (up to 4096; the API pages for more)"
+    )
+    md.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    md.add_argument("map", metavar="MAP")
+
+    command("plugins", "list the loaded plugins and their program types")
+    command("info", "show the daemon's version, paths and kernel features")
+    call = command("call", "call any method: bpfman call METHOD '{\"key\": 1}'")
+    call.add_argument("method", metavar="METHOD")
+    call.add_argument("params", nargs="?", type=_json_object, metavar="JSON")
+    command("daemon", "run the daemon (see `bpfman daemon --help`)")
+    completion = command("completion", "print a shell completion script",
+                         epilog="Install: bpfman completion bash > "
+                         "/etc/bash_completion.d/bpfman")
+    completion.add_argument("shell", choices=["bash"])
+    return parser
+
+
+EXAMPLES = {
+    "load": "examples:\n  bpfman load file --path /srv/counter.bpf.o --programs "
+            "tracepoint:count_getpid -g target_pid=39300000 -m app=web",
+    "attach": "examples:\n  bpfman attach 42 tracepoint --tracepoint syscalls/sys_enter_openat\n"
+              "  bpfman attach 42 xdp --iface eth0 --priority 50 --proceed-on pass",
+    "detach": "example:\n  bpfman detach 7",
+    "unload": "example:\n  bpfman unload 42",
+    "list": "examples:\n  bpfman list\n  bpfman list --all --type xdp\n  bpfman list links",
+    "get": "example:\n  bpfman -o json get 42",
+    "link": "examples:\n  bpfman link get 7\n  bpfman link update 7 --priority 60",
+    "dispatchers": "example:\n  bpfman dispatchers",
+    "events": "example:\n  bpfman -o json events --kind attached --kind detached",
+    "map": "examples:\n  bpfman map list 42\n  bpfman map get 42 counts 00000000\n"
+           "  bpfman map update 42 counts 00000000 0000000000000000",
+    "plugins": "example:\n  bpfman plugins",
+    "info": "example:\n  bpfman info",
+    "call": "example:\n  bpfman call program.list '{\"type\": \"tracepoint\"}'",
+    "completion": "example:\n  source <(bpfman completion bash)",
+    **imagecli.EXAMPLES,
+}
+
+
+def _global_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-g", "--global", dest="global_data", action="extend", nargs="+", type=_global_value,
+        default=[], metavar="NAME=HEX", help="set a global variable before load",
+    )
+
+
+def _metadata_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m", "--metadata", action="extend", nargs="+", type=_key_value, default=[],
+        metavar="KEY=VALUE", help="metadata label (repeatable)",
+    )
