@@ -37,7 +37,7 @@ Off by default. Enable it in the daemon config::
 ``bpfman_rpc_requests_total{method,outcome}``
     API requests that reached a method (the scrape's own calls are not
     counted). ``outcome`` is ``ok`` or the name of
-    the error's code (``bpfman.errors``: ``invalid_params``, ``not_found``,
+    the error's code (``bpfman.model.errors``: ``invalid_params``, ``not_found``,
     ``permission_denied``, ``conflict``, ``kernel_error``...; JSON-RPC's
     ``internal_error``; ``error`` for a code unknown to this daemon).
 ``bpfman_rpc_request_duration_seconds{method}``
@@ -74,7 +74,7 @@ log = logging.getLogger("bpfman.plugin.metrics")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0, float("inf"))
 
-#: JSON-RPC's own codes (bpfman.jsonrpc), named as the specification names them.
+#: JSON-RPC's own codes (bpfman.rpc.jsonrpc), named as the specification names them.
 _PROTOCOL_OUTCOMES = {-32700: "parse_error", -32600: "invalid_request",
                       -32601: "method_not_found", -32602: "invalid_params",
                       -32603: "internal_error"}
@@ -84,7 +84,7 @@ def outcome_names() -> dict[int, str]:
     """Error code -> outcome label: the `kind` of the error class that
     introduces the code (subclasses such as ProgramNotFound share their
     base's code, so 1100 is ``not_found``)."""
-    from bpfman.errors import all_error_classes
+    from bpfman.model.errors import all_error_classes
 
     names = dict(_PROTOCOL_OUTCOMES)
     for cls in all_error_classes():
