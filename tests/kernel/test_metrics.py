@@ -17,7 +17,7 @@ from prometheus_client.samples import Sample
 from xdp_support import attach, dispatchers, load
 
 from bpfman.client import RpcError
-from bpfman.testing import DaemonProcess, running_daemon, veth_pair
+from bpfman.testing import DaemonProcess, call_as, running_daemon, veth_pair
 
 # name -> (type, a word its help text must contain: the unit or what is counted)
 FAMILIES = {
@@ -72,8 +72,10 @@ def free_port() -> int:
 @pytest.fixture
 def metrics_daemon() -> Iterator[tuple[DaemonProcess, Scraper]]:
     port = free_port()
-    config = f'[plugins.config.metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n'
+    config = (f'[daemon]\nsocket_mode = "0666"\n\n'
+              f'[plugins.config.metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n')
     with running_daemon(config) as d:
+        os.chmod(d.root, 0o755)  # let call_as's unprivileged client reach the socket
         yield d, Scraper(port)
 
 
@@ -82,6 +84,9 @@ def test_names_types_help_build_info_and_404(
     d, scraper = metrics_daemon
     with pytest.raises(RpcError):
         d.client().call("program.get", {"program_id": 999_999_999})
+    denied = call_as(d, "program.load", {
+        "path": "/nonexistent.o", "programs": [{"name": "x", "type": "tracepoint"}]})
+    assert denied.get("code") == 1500, denied  # nobody may not load
     families = scraper.scrape()
     for name, (kind, word) in FAMILIES.items():
         assert name in families, f"{name} missing from {sorted(families)}"
@@ -96,6 +101,12 @@ def test_names_types_help_build_info_and_404(
                  outcome="not_found") == 1
     assert value(families, "bpfman_rpc_request_duration_seconds_count",
                  method="program.get") == 1
+    assert value(families, "bpfman_rpc_requests_total", method="program.load",
+                 outcome="permission_denied") == 1
+    buckets = [s for s in families["bpfman_rpc_request_duration_seconds"][2]
+               if s.name.endswith("_bucket") and s.labels["method"] == "program.get"]
+    assert [s.value for s in buckets] == sorted(s.value for s in buckets)  # cumulative
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == 1
     for path in ("/", "/foo", "/metricsx", "/metrics/x"):
         status, _ctype, body = scraper.get(path)
         assert status == 404 and "/metrics" in body, (path, status)
@@ -113,8 +124,14 @@ def test_tracepoint_runs_grow(metrics_daemon: tuple[DaemonProcess, Scraper],
     })["programs"]
     client.call("program.attach", {"program_id": prog["program_id"],
                                    "params": {"tracepoint": "syscalls/sys_enter_getpid"}})
+    with pytest.raises(RpcError) as bad:  # the type's params are checked in the method
+        client.call("program.attach", {"program_id": prog["program_id"],
+                                       "params": {"tracepoint": 5}})
+    assert bad.value.code == -32602
     pid = str(prog["program_id"])
     before = scraper.scrape()
+    assert value(before, "bpfman_rpc_requests_total", method="program.attach",
+                 outcome="invalid_params") == 1
     assert value(before, "bpfman_programs", type="tracepoint") == 1
     assert value(before, "bpfman_links", type="tracepoint") == 1
     runs = value(before, "bpfman_program_runs_total", program_id=pid, name="count_getpid")
@@ -126,7 +143,7 @@ def test_tracepoint_runs_grow(metrics_daemon: tuple[DaemonProcess, Scraper],
     assert value(after, "bpfman_program_run_seconds_total", program_id=pid) > 0
     assert value(after, "bpfman_rpc_requests_total", method="program.load", outcome="ok") == 1
     assert value(after, "bpfman_rpc_request_duration_seconds_count",
-                 method="program.attach") == 1
+                 method="program.attach") == 2
     assert not after["bpfman_dispatcher_runs"][2]  # no shared attach point in use
     # Scrapes read the daemon through its API, but never count themselves.
     assert not [s for s in after["bpfman_rpc_requests"][2]
@@ -168,3 +185,14 @@ def test_metrics_are_off_by_default(daemon: DaemonProcess) -> None:
     plugins = {p["name"]: p for p in daemon.client().call("plugin.list")}
     assert "bpfman_rpc_completed" in plugins["metrics"]["hooks"]
     assert "serving Prometheus metrics" not in daemon.log_text()
+
+
+def test_outcome_names_come_from_the_error_classes() -> None:
+    from bpfman_metrics import outcome_names
+
+    names = outcome_names()
+    assert names[1100] == "not_found"  # ProgramNotFound, LinkNotFound... share their base's
+    assert names[1500] == "permission_denied" and names[-32602] == "invalid_params"
+    assert names[2000] == "kernel_error" and names[2001] == "verifier_rejected"
+    assert names[-32603] == "internal_error"
+    assert len(set(names.values())) == len(names)  # one word per code
