@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from tc_support import OK, Chain
 from xdp_support import attach, dispatchers, load
 
 from bpfman.client import RpcError
@@ -179,6 +180,26 @@ def test_xdp_chain_runs_are_the_dispatchers(metrics_daemon: tuple[DaemonProcess,
         for prog in (counter, passer):
             d.client().call("program.unload", {"program_id": prog["program_id"]})
     assert not scraper.scrape()["bpfman_dispatcher_runs"][2]
+
+
+def test_tc_chain_runs_are_the_dispatchers(metrics_daemon: tuple[DaemonProcess, Scraper],
+                                           bpf_program: Callable[..., Path]) -> None:
+    d, scraper = metrics_daemon
+    chain = Chain(d, bpf_program("tc_chain"), "tc")
+    with veth_pair("metrics") as veth:
+        prog = chain.load(1, OK)
+        chain.attach(1, iface=veth.if_b, direction="ingress", priority=10, netns=veth.netns_b)
+        [disp] = chain.dispatchers()  # TC always goes through the daemon's dispatcher
+        labels = {"type": "tc", "mode": disp["mode"], "interface": veth.if_b,
+                  "netns": veth.netns_b, "direction": "ingress",
+                  "program_id": str(disp["program_id"])}
+        runs = value(scraper.scrape(), "bpfman_dispatcher_runs_total", **labels)
+        assert veth.ping(10) == 10
+        after = scraper.scrape()
+        assert value(after, "bpfman_dispatcher_runs_total", **labels) >= runs + 10
+        assert value(after, "bpfman_program_runs_total", program_id=str(prog)) == 0
+        assert chain.count(1) >= 10  # it did run, inside the dispatcher
+        d.client().call("program.unload", {"program_id": prog})
 
 
 def test_metrics_are_off_by_default(daemon: DaemonProcess) -> None:
