@@ -158,6 +158,14 @@ def test_xdp_chain_runs_are_the_dispatchers(metrics_daemon: tuple[DaemonProcess,
         counter = load(d, bpf_program("xdp_counter"), "xdp_counter")
         passer = load(d, bpf_program("xdp_verdict"), "xdp_pass_only")
         attach(d, counter, veth, priority=10)
+        [single] = dispatchers(d)
+        assert single["mode"] == "single" and single["program_id"] == counter["program_id"]
+        assert veth.ping(5) == 5
+        alone = scraper.scrape()  # alone it runs as itself: counted on both series
+        assert value(alone, "bpfman_program_runs_total",
+                     program_id=str(counter["program_id"])) >= 5
+        assert value(alone, "bpfman_dispatcher_runs_total", mode="single",
+                     program_id=str(counter["program_id"])) >= 5
         attach(d, passer, veth, priority=20)
         [disp] = dispatchers(d)
         assert disp["mode"] == "static"  # the host kernel refuses extension programs
@@ -169,10 +177,12 @@ def test_xdp_chain_runs_are_the_dispatchers(metrics_daemon: tuple[DaemonProcess,
         after = scraper.scrape()
         assert value(after, "bpfman_dispatcher_runs_total", **labels) >= runs + 20
         assert value(after, "bpfman_dispatcher_run_seconds_total", **labels) > 0
-        # Spliced into the chain, the programs the user loaded never run as themselves.
-        for prog in (counter, passer):
-            assert value(after, "bpfman_program_runs_total",
-                         program_id=str(prog["program_id"])) == 0
+        # Spliced into the chain, the programs the user loaded no longer run as themselves.
+        assert value(after, "bpfman_program_runs_total",
+                     program_id=str(counter["program_id"])) == value(
+            before, "bpfman_program_runs_total", program_id=str(counter["program_id"]))
+        assert value(after, "bpfman_program_runs_total",
+                     program_id=str(passer["program_id"])) == 0
         slots = {(s.labels["position"], s.labels["program_id"])
                  for s in after["bpfman_dispatcher_slot"][2]
                  if s.labels["attach_point"] == disp["attach_point"]}

@@ -208,8 +208,9 @@ class StateCollector:
                   "program_id"]
         runs = _counter(
             "bpfman_dispatcher_runs", "Times the kernel ran the program at a shared XDP/TC"
-            " attach point: the dispatcher or chain that runs its programs (per-program counts"
-            " of a static chain do not exist: it runs as one program)", labels)
+            " attach point: the dispatcher or chain that runs its programs, or the one program"
+            " (mode single); per-program counts of a static chain do not exist: it runs as one"
+            " program", labels)
         run_time = _counter(
             "bpfman_dispatcher_run_seconds", "Seconds the kernel spent running the program at"
             " a shared XDP/TC attach point (the whole chain)", labels)
@@ -220,13 +221,12 @@ class StateCollector:
             for position, slot in enumerate(d.get("slots") or []):
                 slots.add_metric([d["attach_point"], str(position), str(slot["program_id"]),
                                   str(slot["link_id"])], 1)
-            program = programs.get(d.get("program_id"))  # type: ignore[arg-type]
+            program = programs.get(d.get("program_id") or 0)
             if program is None:
                 continue
-            params: dict[str, Any] = {}
-            for link_id in d.get("links") or []:
-                params = (by_id.get(link_id) or {}).get("params") or {}
-                break
+            # Where it is: every link of an attach point shares these params.
+            first = next(iter(d.get("links") or []), None)
+            params: dict[str, Any] = (by_id.get(first) or {}).get("params") or {}
             kernel = program.get("kernel") or {}
             values = [d["attach_point"], d["type"], d["mode"], str(params.get("iface") or ""),
                       str(params.get("netns") or ""), str(params.get("direction") or ""),
