@@ -26,15 +26,19 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import AttachTargetNotFound, BpfmanError, InvalidArgument, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.model.records import (
+from bpfman import (
     AttachPoint,
+    AttachTargetNotFound,
+    BpfmanError,
     DispatcherRecord,
     Drift,
+    HookContext,
+    InvalidArgument,
+    KindSpec,
     LinkRecord,
     ProgramRecord,
     Reach,
+    hookimpl,
 )
 
 KINDS = {
