@@ -36,10 +36,11 @@ Off by default. Enable it in the daemon config::
     Managed programs and links, per program type.
 ``bpfman_rpc_requests_total{method,outcome}``
     API requests that reached a method (the scrape's own calls are not
-    counted). ``outcome`` is ``ok`` or the name of
-    the error's code (``bpfman.model.errors``: ``invalid_params``, ``not_found``,
-    ``permission_denied``, ``conflict``, ``kernel_error``...; JSON-RPC's
-    ``internal_error``; ``error`` for a code unknown to this daemon).
+    counted). ``outcome`` is ``ok`` or the name of the error's code: the
+    ``kind`` of the `bpfman.BpfmanError` subclass that introduces the code
+    (``invalid_params``, ``not_found``, ``permission_denied``, ``conflict``,
+    ``kernel_error``...), JSON-RPC's ``internal_error``, or ``error`` for a
+    code unknown to this daemon.
 ``bpfman_rpc_request_duration_seconds{method}``
     Histogram of the time spent in each method.
 ``bpfman_build_info{version,python}``
@@ -62,7 +63,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bpfman import __version__, hookimpl
+from bpfman import BpfmanError, __version__, hookimpl
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -84,10 +85,11 @@ def outcome_names() -> dict[int, str]:
     """Error code -> outcome label: the `kind` of the error class that
     introduces the code (subclasses such as ProgramNotFound share their
     base's code, so 1100 is ``not_found``)."""
-    from bpfman.model.errors import all_error_classes
-
     names = dict(_PROTOCOL_OUTCOMES)
-    for cls in all_error_classes():
+    stack: list[type[BpfmanError]] = [BpfmanError]
+    while stack:  # every error class, through the plugin API's base class
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
         if all(getattr(base, "code", None) != cls.code for base in cls.__bases__):
             names[cls.code] = cls.kind
     return names
