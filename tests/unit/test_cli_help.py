@@ -39,7 +39,7 @@ def test_bash_completion_completes_commands_and_options(tmp_path: object) -> Non
 
     assert {"load", "list", "link"} <= complete("l")
     assert complete("map", "") >= {"list", "get", "dump", "update", "delete"}
-    assert complete("list", "--a") == {"--all"}
+    assert complete("list", "--al") == {"--all"}
     assert "file" in complete("load", "")
 
 

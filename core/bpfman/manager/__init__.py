@@ -33,7 +33,7 @@ from bpfman.daemon.faults import fault_point
 from bpfman.images import ImageService
 from bpfman.kernel.bpffs import Bpffs
 from bpfman.manager.maps import MapAccess
-from bpfman.model import convert
+from bpfman.model import APPLICATION_KEY, convert
 from bpfman.model.caller import Caller
 from bpfman.model.errors import (
     BpfmanError,
@@ -150,6 +150,16 @@ class Manager:
         if caller.own_only and owner_uid != caller.uid:
             raise PermissionDenied(f"{what} belongs to uid {owner_uid}, not to uid {caller.uid}",
                                    owner_uid=owner_uid)
+
+    def _type_matches(self, kind: str, wanted: str | None) -> bool:
+        """The `type` filter of the list methods: one of our types, else a
+        kernel program type selecting every type built on it (upstream's
+        `list -p tc` lists tc and tcx, `-p probe` every probe)."""
+        if wanted is None or wanted == kind:
+            return True
+        owner = self.registry.kinds.get(kind)
+        return (wanted not in self.registry.kinds and owner is not None
+                and owner.spec.kernel_prog_type == kernel_type_name(wanted))
 
     def _kernel_types(self) -> list[tuple[str, str]]:
         return [(name, o.spec.kernel_prog_type) for name, o in self.registry.kinds.items()]
@@ -419,7 +429,7 @@ class Manager:
                     attach_point=point.lock_key(),
                     seq=self.store.next_link_seq(),
                     pin_path="",
-                    metadata=dict(req.metadata),
+                    metadata=_link_metadata(program, req.metadata),
                     owner_uid=caller.uid,
                     created_at=now_iso(),
                 )
@@ -626,7 +636,7 @@ class Manager:
         managed_ids = {r.program_id for r in records}
         records = [
             r for r in records
-            if (req.type is None or r.type == req.type)
+            if self._type_matches(r.type, req.type)
             and all(r.metadata.get(k) == v for k, v in req.metadata.items())
             and grants.selects(caller, r.metadata)
         ]
@@ -645,7 +655,7 @@ class Manager:
             # Managed programs' info was read above: open only the others.
             others = (i for i in self.kernel.program_ids() if i not in managed_ids)
             for info in self.kernel.programs_info(others).values():
-                if req.type is not None and info.kernel_type != req.type:
+                if req.type is not None and info.kernel_type != kernel_type_name(req.type):
                     continue
                 replies.append(_unmanaged_reply(info))
             replies.sort(key=lambda r: r.program_id)
@@ -659,7 +669,9 @@ class Manager:
 
     def list_links(self, caller: Caller, req: LinkListRequest) -> list[LinkReply]:
         links = self.store.list_links(program_id=req.program_id)
-        return [self._link_reply(ln) for ln in links if req.type in (None, ln.type)]
+        return [self._link_reply(ln) for ln in links
+                if self._type_matches(ln.type, req.type)
+                and all(ln.metadata.get(k) == v for k, v in req.metadata.items())]
 
     def list_plugins(self, caller: Caller, req: NoParams) -> list[PluginReply]:
         pm = self.registry.pm
@@ -879,6 +891,26 @@ class Manager:
                 self.kernel.remove_pin_dir(entry)
                 drifts.append(Drift(str(entry), "pinned maps without a program", "pins removed"))
         return drifts
+
+
+#: upstream bpfman's kernel program type names that are not libbpf's
+_UPSTREAM_KERNEL_TYPES = {"probe": "kprobe", "tc": "sched_cls"}
+
+
+def kernel_type_name(name: str) -> str:
+    """libbpf's name of a kernel program type given as libbpf or upstream
+    names it (``socket-filter``, ``probe``, ``tc``)."""
+    name = name.replace("-", "_")
+    return _UPSTREAM_KERNEL_TYPES.get(name, name)
+
+
+def _link_metadata(program: ProgramRecord, given: dict[str, str]) -> dict[str, str]:
+    """A new link's metadata: as given, plus the program's application (so
+    `link.list` filters on it, as upstream's links carry it)."""
+    metadata = dict(given)
+    if APPLICATION_KEY in program.metadata:
+        metadata.setdefault(APPLICATION_KEY, program.metadata[APPLICATION_KEY])
+    return metadata
 
 
 def default_order(links: list[LinkRecord]) -> list[LinkRecord]:
