@@ -77,6 +77,11 @@ def test_tracepoint_with_upstream_commands(d: DaemonProcess, bpf_program: Callab
     run(d, f"attach {getppid} tracepoint -t syscalls/sys_enter_getppid")
     [link_a] = links(d, program_id=getpid)
     [link_b] = links(d, program_id=getppid)
+    # The same program twice on one tracepoint: the kernel refuses; say so.
+    err = run(d, f"attach {getpid} tracepoint -t syscalls/sys_enter_getpid", code=1).stderr
+    assert ("the program is already attached to tracepoint syscalls/sys_enter_getpid"
+            " (load another copy to run it twice)") in err, err
+    assert "EEXIST" not in err
     # The link inherits the program's application.
     assert links(d)[link_a]["metadata"] == {"team": "obs", "bpfman_application": APP}
 
@@ -153,3 +158,18 @@ def test_image_pull_and_load_image_with_registry_auth(
         assert program["name"] == "count_getpid" and program["image"].startswith(url)
         for text in (out.stdout, out.stderr, d.log_text()):
             assert AUTH_PASSWORD not in text and auth not in text
+
+
+def test_netfilter_priority_taken_is_a_conflict(d: DaemonProcess, veth: VethPair,
+                                                bpf_program: Callable[..., Path]) -> None:
+    """The kernel keeps one BPF program per netfilter hook priority (EBUSY)."""
+    obj = bpf_program("nf_count")
+    for _ in range(2):
+        run(d, f"load file --path {obj} --programs netfilter:nf_count")
+    first, second = sorted(programs(d))
+    hook = f"--family ipv4 --hook input --priority -10 --netns {veth.netns_b}"
+    run(d, f"attach {first} netfilter {hook}")
+    out = run(d, f"attach {second} netfilter {hook}", code=1)
+    assert ("already runs at priority -10 on netfilter ipv4 input in this network namespace"
+            in out.stderr), out.stderr
+    assert len(links(d)) == 1
