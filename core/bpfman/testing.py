@@ -75,7 +75,7 @@ def markdown_blocks(page: Path, section: str | None = None) -> list[str]:
     if section is not None:
         text = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     blocks, current = [], []
-    for line in [*text.splitlines(), ""]:
+    for line in [*text.splitlines(), "."]:  # a non-blank end flushes a block at the end
         if line.startswith("    ") or (current and not line.strip()):
             current.append(line[4:])
         elif current:

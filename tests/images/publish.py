@@ -9,8 +9,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bpfman import images
 from bpfman.images import oci, signing
+from bpfman.images import spec as images
 from bpfman.images.oci import Credentials, RegistryClient
 
 EMPTY = "application/vnd.oci.empty.v1+json"

@@ -26,10 +26,11 @@ import trio
 
 from bpfman.cli.main import main as cli_main
 from bpfman.client import AsyncClient, Client, DaemonUnreachable, RpcError
-from bpfman.model.caller import Caller, Method
+from bpfman.model.caller import Caller
 from bpfman.model.requests import NoParams
 from bpfman.rpc import server
 from bpfman.rpc.framing import LineReader
+from bpfman.rpc.methods import Method
 
 MAX_LINE = 4096
 
@@ -389,7 +390,7 @@ CHILD = textwrap.dedent(
     """
     import os, sys, trio
     from bpfman.rpc import server
-    from bpfman.model.caller import Method
+    from bpfman.rpc.methods import Method
     from bpfman.model.requests import NoParams
 
     async def env(caller, params):

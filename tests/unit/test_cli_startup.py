@@ -23,4 +23,4 @@ def test_the_plugin_api_is_still_there() -> None:
 
     assert KindSpec.__name__ == "KindSpec" and hookimpl.project_name == "bpfman"
 
-    assert AsyncClient.__module__ == "bpfman.asyncclient"
+    assert AsyncClient.__module__ == "bpfman.client.trio_client"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from bpfman import images
 from bpfman.cli import images as imagecli
 from bpfman.cli.main import main
 from bpfman.cli.parser import build_parser
 from bpfman.cli.rawopts import parse_attach_options
 from bpfman.cli.request import build_request
+from bpfman.images import spec as images
 
 
 def parse(*argv: str) -> Any:

@@ -34,8 +34,10 @@ from images.publish import (
 from images.registry import LocalRegistry
 from images.sigstore_local import LocalSigstore, cosign_statement
 
-from bpfman import images
-from bpfman.images import ImagesConfig, ImageService, RegistryConfig, oci
+from bpfman.images import oci
+from bpfman.images import spec as images
+from bpfman.images.config import ImagesConfig, RegistryConfig
+from bpfman.images.service import ImageService
 from bpfman.images.signing import SigningConfig, TrustedIdentity
 from bpfman.model.errors import (
     ImageError,
@@ -328,7 +330,7 @@ async def test_skopeo_reads_our_images(registry: LocalRegistry, obj: bytes,  # n
 async def test_remove_collects_blobs_but_keeps_objects_in_use(
         tmp_path: Path, registry: LocalRegistry, obj: bytes,  # noqa: F811
         labels: images.Labels) -> None:
-    from bpfman.images import ImageRefRequest
+    from bpfman.model.requests import ImageRefRequest
 
     svc = service(tmp_path, registry)
     await push(registry.host, "bytecode/rm", "a", images.build_image(obj, labels))

@@ -158,7 +158,8 @@ def test_no_network_at_startup_or_verification(sigstore: LocalSigstore,  # noqa:
     embedded public-good root too, never opens a connection."""
     import socket
 
-    from bpfman.images import ImagesConfig, ImageService
+    from bpfman.images.config import ImagesConfig
+    from bpfman.images.service import ImageService
 
     def refuse(*args: object, **kw: object) -> None:
         raise AssertionError(f"network access attempted: {args}")

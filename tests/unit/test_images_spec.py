@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bpfman import images
 from bpfman.images import oci
+from bpfman.images import spec as images
+from bpfman.images.config import RegistryConfig
 from bpfman.images.oci import ImageRef
 from bpfman.model.errors import ImageError, InvalidArgument, PullFailed
 
@@ -145,7 +146,7 @@ def test_credentials_never_printed() -> None:
     from bpfman.model.requests import ImageSource
 
     assert "hunter2" not in repr(ImageSource("r.io/x", password="hunter2"))
-    reg = images.RegistryConfig("r.io", username="u", password_file=Path("/nonexistent"))
+    reg = RegistryConfig("r.io", username="u", password_file=Path("/nonexistent"))
     assert "password" not in repr(reg)
     with pytest.raises(PullFailed, match="password_file"):
         reg.credentials()

@@ -10,9 +10,10 @@ import attrs
 import pytest
 
 from bpfman.model import errors
-from bpfman.model.caller import Caller, Method
+from bpfman.model.caller import Caller
 from bpfman.model.requests import NoParams
 from bpfman.rpc import jsonrpc
+from bpfman.rpc.methods import Method
 
 CALLER = Caller(uid=1000, gid=1000, pid=4242)
 

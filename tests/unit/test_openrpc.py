@@ -10,9 +10,9 @@ import attrs
 import pytest
 
 from bpfman.model import replies, requests
-from bpfman.model.caller import Method
 from bpfman.model.errors import all_error_classes
 from bpfman.rpc import openrpc
+from bpfman.rpc.methods import Method
 
 
 class Mode(enum.Enum):

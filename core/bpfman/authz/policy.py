@@ -36,8 +36,9 @@ from typing import Any
 import attrs
 
 from bpfman.authz.grants import Bounds
-from bpfman.model.caller import Caller, Method
+from bpfman.model.caller import Caller
 from bpfman.model.errors import PermissionDenied
+from bpfman.rpc.methods import Method
 
 audit = logging.getLogger("bpfman.audit")
 

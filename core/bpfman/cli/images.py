@@ -231,8 +231,8 @@ def run_local(args: argparse.Namespace, socket_path: str, output: str) -> int:
 def _build(args: argparse.Namespace, output: str) -> int:
     import trio
 
-    from bpfman import images
     from bpfman.images import oci
+    from bpfman.images import spec as images
     from bpfman.model.errors import BpfmanError
 
     if not args.push and args.oci_layout is None:

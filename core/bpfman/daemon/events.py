@@ -20,41 +20,23 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import attrs
 import trio
 
 from bpfman.hookspecs import hookimpl
 from bpfman.model.caller import Caller
 from bpfman.model.records import Drift, LinkRecord, ProgramRecord
-from bpfman.model.requests import doc
+from bpfman.model.replies import Event, SubscribeReply
+from bpfman.model.requests import EVENT_KINDS, SubscribeRequest
 
 log = logging.getLogger("bpfman.events")
 
-KINDS = ("loaded", "unloaded", "attached", "detached", "updated", "repaired", "overflow")
 QUEUE_SIZE = 1024
 
 
-@attrs.frozen
-class Event:
-    seq: int
-    time: str
-    kind: str
-    program_id: int | None = None
-    link_id: int | None = None
-    type: str | None = None
-    detail: str = ""
 
 
-@attrs.frozen
-class SubscribeRequest:
-    kinds: list[str] = doc(f"only these kinds of event ({', '.join(KINDS)}); all if empty",
-                           factory=list)
 
 
-@attrs.frozen
-class SubscribeReply:
-    subscribed: bool
-    kinds: list[str]
 
 
 class EventBus:
@@ -135,7 +117,7 @@ class EventBus:
         from bpfman.model.errors import InvalidArgument
         from bpfman.rpc.server import current_connection
 
-        unknown = sorted(set(req.kinds) - set(KINDS))
+        unknown = sorted(set(req.kinds) - set(EVENT_KINDS))
         if unknown:
             raise InvalidArgument(f"unknown event kinds: {', '.join(unknown)}", field="kinds")
         connection = current_connection.get()

@@ -33,13 +33,13 @@ from bpfman.daemon.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_
 from bpfman.daemon.events import EventBus
 from bpfman.daemon.lane import FairLane
 from bpfman.manager import Manager
-from bpfman.model.caller import Caller, Method, build_method_table
+from bpfman.model.caller import Caller
 from bpfman.model.errors import BpfmanError
 from bpfman.model.requests import NoParams
 from bpfman.plugins import build_plugin_manager
 from bpfman.rpc import openrpc
 from bpfman.rpc.jsonrpc import Encoded
-from bpfman.rpc.methods import BY_NAME
+from bpfman.rpc.methods import BY_NAME, Method, build_method_table
 from bpfman.rpc.server import (
     ConnectionLimits,
     listeners_from_systemd,
@@ -226,6 +226,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    notes: list[str] = []  # upstream settings with no effect here, logged below
     try:
         config = load_config(
             args.config,
@@ -236,11 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                 "socket_group": args.socket_group,
                 "log_level": args.log_level,
             },
+            notes,
         )
     except ConfigError as exc:
         print(f"bpfman daemon: {exc}", file=sys.stderr)
         return 2
     _setup_logging(config.daemon.log_level)
+    for note in notes:
+        log.warning("%s: %s", args.config, note)
     if os.geteuid() != 0:
         log.warning("not running as root: loading programs will likely fail")
     with contextlib.suppress(KeyboardInterrupt):

@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from bpfman.kernel import rtnl
 from bpfman.kernel.netns import NetNs
 from bpfman.kernel.rtnl import NetlinkError
-from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument
+from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
 
 _HERE = NetNs()  # the daemon's own namespace
 
@@ -158,11 +158,12 @@ def xdp_attach(index: int, prog_fd: int, *, netns: NetNs = _HERE, mode: str = "a
                     continue  # the driver has no native XDP: try generic
                 break
     assert last is not None
-    _raise_attach(last, index, netns, expected_fd)
+    _raise_attach(last, index, netns, expected_fd, mode=m)
     raise AssertionError("unreachable")
 
 
-def _raise_attach(exc: NetlinkError, index: int, netns: NetNs, expected_fd: int | None) -> None:
+def _raise_attach(exc: NetlinkError, index: int, netns: NetNs, expected_fd: int | None,
+                  mode: str | None = None) -> None:
     if exc.code == errno.EEXIST and expected_fd is not None:
         raise Conflict(f"the XDP program on interface {index} in {netns} changed"
                        " meanwhile (someone else replaced it); nothing was changed",
@@ -174,6 +175,12 @@ def _raise_attach(exc: NetlinkError, index: int, netns: NetNs, expected_fd: int 
     if exc.code == errno.ENODEV:
         raise AttachTargetNotFound(f"no interface with index {index} in {netns}",
                                    ifindex=index) from exc
+    if mode in ("native", "offload") and exc.code in (errno.EOPNOTSUPP, errno.EINVAL):
+        # A forced mode the driver lacks: say so, not only "Invalid argument".
+        op = f"XDP attach in {mode} mode (RTM_SETLINK IFLA_XDP)"
+        raise KernelError(op, exc.code, f"{op} failed: {exc}: the driver of interface {index}"
+                          f" in {netns} may not support {mode} XDP (xdp_mode 'auto' falls"
+                          " back to generic)", ifindex=index, mode=mode) from exc
     raise rtnl.kernel_error("XDP attach (RTM_SETLINK IFLA_XDP)", exc, ifindex=index) from exc
 
 

@@ -30,7 +30,7 @@ from bpfman.authz import callerfiles, grants
 from bpfman.context import HookContext
 from bpfman.daemon.config import Config
 from bpfman.daemon.faults import fault_point
-from bpfman.images import ImageService
+from bpfman.images.service import ImageService
 from bpfman.kernel.bpffs import Bpffs
 from bpfman.manager.maps import MapAccess
 from bpfman.model import APPLICATION_KEY, convert

@@ -14,79 +14,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import attrs
-
 from bpfman.authz import grants
 from bpfman.model.caller import Caller
 from bpfman.model.errors import InvalidArgument, NotFound, PermissionDenied, ProgramNotFound
 from bpfman.model.records import ProgramRecord
-from bpfman.model.requests import doc, program_id_field
+from bpfman.model.replies import MapDumpReply, MapEntry, MapReply, MapValueReply
+from bpfman.model.requests import (
+    MAX_DUMP_PAGE,
+    MapDumpRequest,
+    MapKeyRequest,
+    MapListRequest,
+    MapUpdateRequest,
+)
 from bpfman.store import Store
-
-MAX_DUMP_PAGE = 4096
-
-
-@attrs.frozen
-class MapListRequest:
-    program_id: int = program_id_field("program whose maps to list")
-
-
-@attrs.frozen
-class MapKeyRequest:
-    program_id: int = program_id_field("a program using the map")
-    map: str = doc("map name, as in map.list")
-    key: bytes = doc("key as hex, in the map's layout")
-
-
-@attrs.frozen
-class MapUpdateRequest:
-    program_id: int = program_id_field("a program using the map")
-    map: str = doc("map name, as in map.list")
-    key: bytes = doc("key as hex")
-    value: bytes = doc("value as hex")
-
-
-@attrs.frozen
-class MapDumpRequest:
-    program_id: int = program_id_field("a program using the map")
-    map: str = doc("map name, as in map.list")
-    after: bytes | None = doc("continue after this key (the previous page's `next`)",
-                              default=None)
-    limit: int = doc(f"entries per page (at most {MAX_DUMP_PAGE})", default=256)
-
-
-@attrs.frozen
-class MapReply:
-    name: str
-    map_id: int
-    type: str
-    key_size: int
-    value_size: int
-    max_entries: int
-    pin_path: str
-
-
-@attrs.frozen
-class MapValueReply:
-    key: bytes
-    value: bytes | None
-    #: the key and value as structured data, when the map has BTF
-    decoded_key: Any = None
-    decoded_value: Any = None
-
-
-@attrs.frozen
-class MapEntry:
-    key: bytes
-    value: bytes
-    decoded_key: Any = None
-    decoded_value: Any = None
-
-
-@attrs.frozen
-class MapDumpReply:
-    entries: list[MapEntry]
-    next: bytes | None
 
 
 class MapAccess:

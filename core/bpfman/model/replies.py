@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from bpfman.model.requests import doc
+
 
 @attrs.frozen
 class KernelProgramInfo:
@@ -133,3 +135,79 @@ class DriftReply:
     subject: str
     problem: str
     action: str
+
+
+# -- images ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ImageReply:
+    url: str = doc("the reference as given")
+    digest: str = doc("digest the reference resolved to (the index for multi-arch images)")
+    manifest_digest: str = doc("digest of the manifest for this host's platform")
+    programs: dict[str, str] = doc("program function name -> type, from the labels")
+    maps: dict[str, str] = doc("map name -> type, from the labels")
+    size: int = doc("bytes of the compressed layer")
+    verification: str = doc("verified, unsigned_allowed, disabled (or, from image.inspect"
+                            " only, rejected)")
+    signer: str | None = doc("who signed it, when verified", default=None)
+    rejection: str | None = doc("image.inspect: why verification rejects it", default=None)
+    pulled_at: str | None = doc("when it entered the cache (null: not cached)", default=None)
+    cached: bool = doc("whether the cache holds it", default=False)
+
+
+@attrs.frozen
+class ImageRemoveReply:
+    removed: list[str] = doc("references removed from the cache")
+    blobs_freed: int = doc("blobs deleted because nothing refers to them any more")
+
+
+@attrs.frozen
+class MapReply:
+    name: str
+    map_id: int
+    type: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    pin_path: str
+
+
+@attrs.frozen
+class MapValueReply:
+    key: bytes
+    value: bytes | None
+    #: the key and value as structured data, when the map has BTF
+    decoded_key: Any = None
+    decoded_value: Any = None
+
+
+@attrs.frozen
+class MapEntry:
+    key: bytes
+    value: bytes
+    decoded_key: Any = None
+    decoded_value: Any = None
+
+
+@attrs.frozen
+class MapDumpReply:
+    entries: list[MapEntry]
+    next: bytes | None
+
+
+@attrs.frozen
+class Event:
+    seq: int
+    time: str
+    kind: str
+    program_id: int | None = None
+    link_id: int | None = None
+    type: str | None = None
+    detail: str = ""
+
+
+@attrs.frozen
+class SubscribeReply:
+    subscribed: bool
+    kinds: list[str]

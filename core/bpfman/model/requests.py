@@ -154,3 +154,68 @@ class LinkListRequest:
 @attrs.frozen
 class NoParams:
     pass
+
+
+# -- images ---------------------------------------------------------------------
+
+
+@attrs.frozen
+class ImagePullRequest:
+    url: str = doc("image reference")
+    pull_policy: str = doc("Always, IfNotPresent (default) or Never",
+                           default="IfNotPresent", validator=pull_policy_validator)
+    username: str | None = doc("registry user (never stored)", default=None)
+    password: str | None = doc("registry password (never stored)", default=None, repr=False)
+
+
+@attrs.frozen
+class ImageRefRequest:
+    url: str = doc("image reference as pulled, or REGISTRY/REPO@sha256:DIGEST")
+
+
+@attrs.frozen
+class ImageInspectRequest:
+    url: str = doc("image reference")
+    username: str | None = doc("registry user (never stored)", default=None)
+    password: str | None = doc("registry password (never stored)", default=None, repr=False)
+
+
+MAX_DUMP_PAGE = 4096
+
+
+@attrs.frozen
+class MapListRequest:
+    program_id: int = program_id_field("program whose maps to list")
+
+
+@attrs.frozen
+class MapKeyRequest:
+    program_id: int = program_id_field("a program using the map")
+    map: str = doc("map name, as in map.list")
+    key: bytes = doc("key as hex, in the map's layout")
+
+
+@attrs.frozen
+class MapUpdateRequest:
+    program_id: int = program_id_field("a program using the map")
+    map: str = doc("map name, as in map.list")
+    key: bytes = doc("key as hex")
+    value: bytes = doc("value as hex")
+
+
+@attrs.frozen
+class MapDumpRequest:
+    program_id: int = program_id_field("a program using the map")
+    map: str = doc("map name, as in map.list")
+    after: bytes | None = doc("continue after this key (the previous page's `next`)",
+                              default=None)
+    limit: int = doc(f"entries per page (at most {MAX_DUMP_PAGE})", default=256)
+
+
+EVENT_KINDS = ("loaded", "unloaded", "attached", "detached", "updated", "repaired", "overflow")
+
+
+@attrs.frozen
+class SubscribeRequest:
+    kinds: list[str] = doc(f"only these kinds of event ({', '.join(EVENT_KINDS)}); all if empty",
+                           factory=list)

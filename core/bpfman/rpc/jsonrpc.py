@@ -30,8 +30,9 @@ import cattrs
 import trio
 
 from bpfman.model import convert
-from bpfman.model.caller import Caller, Method, MethodTable
+from bpfman.model.caller import Caller
 from bpfman.model.errors import BpfmanError
+from bpfman.rpc.methods import Method, MethodTable
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

@@ -1,22 +1,23 @@
-"""Every API method's signature: params type, result type, summary.
+"""The method table: every API method's signature (params type, result type,
+summary) and its binding to a handler.
 
 The one list both sides use: the daemon binds each to its handler
-(`bpfman.model.caller.build_method_table`), the client structures results into the
+(`build_method_table`), the client structures results into the
 same attrs classes (`bpfman.client.Client.call_typed`), and `rpc.discover`
 documents them.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
 
-from bpfman import images as im
-from bpfman.daemon import events as ev
-from bpfman.manager import maps as mp
 from bpfman.model import replies as r
 from bpfman.model import requests as q
+from bpfman.model.caller import Caller
 
 
 @attrs.frozen
@@ -59,25 +60,25 @@ SIGNATURES: tuple[Signature, ...] = (
               mutates=True),
     Signature("dispatcher.list", q.NoParams, list[r.DispatcherReply],
               "Shared attach points and their chains, in order", "list_dispatchers"),
-    Signature("map.list", mp.MapListRequest, list[mp.MapReply], "Maps of a program",
+    Signature("map.list", q.MapListRequest, list[r.MapReply], "Maps of a program",
               "maps.list"),
-    Signature("map.get", mp.MapKeyRequest, mp.MapValueReply,
+    Signature("map.get", q.MapKeyRequest, r.MapValueReply,
               "One map value (null when the key is absent)", "maps.get"),
-    Signature("map.dump", mp.MapDumpRequest, mp.MapDumpReply,
+    Signature("map.dump", q.MapDumpRequest, r.MapDumpReply,
               "Map entries, a page at a time", "maps.dump"),
-    Signature("map.update", mp.MapUpdateRequest, mp.MapValueReply,
+    Signature("map.update", q.MapUpdateRequest, r.MapValueReply,
               "Create or replace one map entry", "maps.update", mutates=True),
-    Signature("map.delete", mp.MapKeyRequest, mp.MapValueReply, "Delete one map entry",
+    Signature("map.delete", q.MapKeyRequest, r.MapValueReply, "Delete one map entry",
               "maps.delete", mutates=True),
-    Signature("image.pull", im.ImagePullRequest, im.ImageReply,
+    Signature("image.pull", q.ImagePullRequest, r.ImageReply,
               "Pull a bytecode image into the cache (pull policy, signature checked)",
               "images.pull", mutates=True),
-    Signature("image.list", q.NoParams, list[im.ImageReply], "Images in the cache",
+    Signature("image.list", q.NoParams, list[r.ImageReply], "Images in the cache",
               "images.list"),
-    Signature("image.inspect", im.ImageInspectRequest, im.ImageReply,
+    Signature("image.inspect", q.ImageInspectRequest, r.ImageReply,
               "An image's digests, labels and signature verdict, from its registry",
               "images.inspect"),
-    Signature("image.remove", im.ImageRefRequest, im.ImageRemoveReply,
+    Signature("image.remove", q.ImageRefRequest, r.ImageRemoveReply,
               "Remove an image from the cache", "images.remove", mutates=True),
     Signature("plugin.list", q.NoParams, list[r.PluginReply],
               "Loaded plugins, their types and hooks", "list_plugins", inline=True),
@@ -86,9 +87,68 @@ SIGNATURES: tuple[Signature, ...] = (
               "reconcile_now", mutates=True),
     Signature("daemon.info", q.NoParams, r.DaemonInfo,
               "Version, paths, kernel features, plugins", "info", inline=True),
-    Signature("events.subscribe", ev.SubscribeRequest, ev.SubscribeReply,
+    Signature("events.subscribe", q.SubscribeRequest, r.SubscribeReply,
               "Keep the connection open and receive an `event` notification per change"),
     Signature("rpc.discover", q.NoParams, dict, "This API as an OpenRPC document"),
 )
 
 BY_NAME: dict[str, Signature] = {s.name: s for s in SIGNATURES}
+
+
+Handler = Callable[[Caller, Any], Awaitable[Any]]
+
+
+@attrs.frozen
+class Method:
+    name: str
+    params_type: type
+    result_type: Any
+    handler: Handler
+    summary: str
+    mutates: bool = False
+
+
+MethodTable = Mapping[str, Method]
+
+
+def build_method_table(
+    manager: Any, run_in_lane: Callable[..., Awaitable[Any]]
+) -> dict[str, Method]:
+    """Bind every `bpfman.rpc.methods` signature that has a Manager handler, run
+    in the kernel lane. The daemon adds its own (events, rpc.discover).
+
+    `run_in_lane(fn, *args)` runs a blocking function in the daemon's single
+    kernel worker thread (see `bpfman.daemon.main`).
+    """
+    def bind(fn: Callable[[Caller, Any], Any], prepare: Any, inline: bool = False) -> Handler:
+        if inspect.iscoroutinefunction(fn):
+            # Network-bound (image pulls): runs on the trio loop, off the lane.
+            return fn
+        if inline:
+            async def direct(caller: Caller, params: Any) -> Any:
+                return fn(caller, params)
+
+            return direct
+
+        async def handler(caller: Caller, params: Any) -> Any:
+            if prepare is not None:
+                params = await prepare(caller, params)
+            return await run_in_lane(fn, caller, params)
+
+        return handler
+
+    def resolve(path: str) -> Any:
+        target = manager
+        for part in path.split("."):
+            target = getattr(target, part)
+        return target
+
+    table = {}
+    for sig in SIGNATURES:
+        if not sig.handler:
+            continue
+        prepare = resolve(sig.prepare) if sig.prepare else None
+        table[sig.name] = Method(sig.name, sig.params_type, sig.result_type,
+                                 bind(resolve(sig.handler), prepare, sig.inline), sig.summary,
+                                 mutates=sig.mutates)
+    return table

@@ -19,9 +19,9 @@ from typing import Any
 import attrs
 
 from bpfman.model import convert
-from bpfman.model.caller import MethodTable
 from bpfman.model.errors import all_error_classes
 from bpfman.rpc import jsonrpc
+from bpfman.rpc.methods import MethodTable
 
 OPENRPC_VERSION = "1.2.6"
 _REF = "#/components/schemas/"

@@ -25,9 +25,10 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
-from bpfman.model.caller import Caller, MethodTable
+from bpfman.model.caller import Caller
 from bpfman.rpc import jsonrpc
 from bpfman.rpc.framing import DEFAULT_MAX_LINE, LineReader, LineTooLong, send_line
+from bpfman.rpc.methods import MethodTable
 
 log = logging.getLogger("bpfman.server")
 

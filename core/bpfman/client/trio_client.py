@@ -1,5 +1,7 @@
-"""The trio client of the daemon's JSON-RPC socket (`bpfman.client` has the
-blocking one and the shared envelope code)."""
+"""The trio client of the daemon's JSON-RPC socket (the envelope code is shared
+with the blocking client: `bpfman.client.envelope`)."""
+
+
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any, Self
 
 import trio
 
-from bpfman.client import (
+from bpfman.client.envelope import (
     MAX_REPLY,
     DaemonUnreachable,
     _plain,
