@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
 import sys
 import types
 from pathlib import Path
@@ -383,22 +382,6 @@ def test_a_bad_registry_auth_is_never_echoed(capsys: pytest.CaptureFixture[str])
         assert main(["image", "pull", "-i", "r.io/x:v1", "-r", value]) == 2
         err = capsys.readouterr().err
         assert "USER:PASSWORD" in err and value not in err
-
-
-def test_every_help_example_parses() -> None:
-    """Each example line of every --help makes its request (or is a local command)."""
-    from bpfman.cli.parser import EXAMPLES
-
-    lines = [line.strip() for text in EXAMPLES.values() for line in text.splitlines()
-             if line.strip().startswith("bpfman ")]
-    assert len(lines) > 20
-    for line in lines:
-        argv = shlex.split(line)[1:]
-        args = build_parser().parse_args(argv)
-        if args.command in ("load-from-image", "completion") or (
-                args.command == "image" and args.image_command == "build"):
-            continue
-        assert build_calls(args), line
 
 
 def test_attach_takes_upstream_short_flags() -> None:
