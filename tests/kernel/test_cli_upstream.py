@@ -10,6 +10,7 @@ namespaces the test creates covers the network attach shape with ``-n``.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -114,7 +115,8 @@ def test_tracepoint_with_upstream_commands(d: DaemonProcess, bpf_program: Callab
     assert f"no program with id {MISSING}" in err
     assert f"stopped at program {MISSING}; done: {getppid}; not tried: {getpid}" in err
     assert set(programs(d)) == {getpid} and links(d) == {}  # getppid's link went with it
-    run(d, f"unload {MISSING} {getpid} --ignore-missing")
+    out = run(d, f"-o json unload {MISSING} {getpid} --ignore-missing").stdout
+    assert json.loads(out) == [{"ok": True}]  # several ids: a list of what was done
     assert programs(d) == {}
 
 

@@ -119,7 +119,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         continue
                     raise
     except RpcError as exc:
-        _print_done(done, output)
+        _print_done(done, output, several=len(calls) > 1)
         text = format_error(exc)
         if len(calls) > 1:
             text += "\n  " + _stopped_at(calls, at, done)
@@ -137,7 +137,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         message = f"lost the connection to the daemon at {socket_path}: {exc}"
         _print_error(errors_as, f"error: {message}", None, message, None)
         return 2
-    _print_done(done, output)
+    _print_done(done, output, several=len(calls) > 1)
     # A missing key is an answer, not an error, for the API; for a shell it
     # is a failed lookup (`bpfman map get ... || ...`).
     if len(done) == 1 and done[0][0][0] == "map.get" and done[0][1].get("value") is None:
@@ -145,9 +145,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _print_done(done: list[tuple[Call, Any]], output: str) -> None:
-    """The results of the calls made; several under -o json: one JSON list."""
-    if output == "json" and len(done) > 1:
+def _print_done(done: list[tuple[Call, Any]], output: str, *, several: bool) -> None:
+    """The results of the calls made; under -o json a command of several
+    calls prints one JSON list (of the calls that were made)."""
+    if output == "json" and several:
         print(json.dumps([result for _call, result in done], indent=2))
         return
     for (method, params), result in done:
