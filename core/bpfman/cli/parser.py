@@ -66,11 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     detach = command("detach", "detach links")
-    detach.add_argument("link_ids", type=int, nargs="+", metavar="LINK_ID")
+    detach.add_argument("link_ids", type=int, nargs="+", metavar="LINK_ID",
+                        help="links to detach, in order (the first failure stops)")
     _ignore_missing_option(detach, "link")
     unload = command(
         "unload", "unload programs; each one's links are detached first (no need to detach)")
-    unload.add_argument("program_ids", type=int, nargs="+", metavar="PROGRAM_ID")
+    unload.add_argument("program_ids", type=int, nargs="+", metavar="PROGRAM_ID",
+                        help="programs to unload, in order (the first failure stops)")
     _ignore_missing_option(unload, "program")
 
     lst = command(
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_metadata_option(lst, "-m", "--metadata-selector", "--metadata",
                         help="only those with all these labels, k1=v1,k2=v2")
 
-    get = command("get", "show one program, or one link with `get link ID`")
+    get = command("get", "show one program, or one link with `get link ID`",
+                  usage="bpfman get [-h] [--socket SOCKET] [-o {table,json}] [program|link] ID")
     get.add_argument("target", nargs="+", metavar="[program|link] ID",
                      help="a program id (`get program ID` or `get ID`), or `link ID`")
 
