@@ -344,6 +344,8 @@ def test_list_with_upstream_flags() -> None:
     assert request("list", "links", "--application", "web", "-p", "tc") == (
         "link.list", {"type": "tc", "metadata": {"bpfman_application": "web"}})
     assert request("list", "link", "-m", "a=b") == ("link.list", {"metadata": {"a": "b"}})
+    assert request("list", "-m", "a=b", "links", "-m", "c=d") == (
+        "link.list", {"metadata": {"a": "b", "c": "d"}})
 
 
 def test_hidden_list_aliases_stay_out_of_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,16 +51,18 @@ class MetadataAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
         items = list(getattr(namespace, self.dest, None) or [])
-        for pairs in values if isinstance(values, list) else [values]:
+        for pairs in values if self.nargs is not None else [values]:
             items.extend(pairs)
         setattr(namespace, self.dest, items)
 
 
 def add_metadata_option(parser: argparse.ArgumentParser, *flags: str,
-                        help: str = "metadata labels, k1=v1,k2=v2 (repeatable)") -> None:
+                        help: str = "metadata labels, k1=v1,k2=v2 (repeatable)",
+                        several: bool = True) -> None:
+    """``-m``; `several`: also ``-m k=v k2=v2`` (not where a positional may follow)."""
     parser.add_argument(*(flags or ("-m", "--metadata")), dest="metadata",
-                        action=MetadataAction, nargs="+", type=metadata_pairs, default=[],
-                        metavar="KEY=VALUE", help=help)
+                        action=MetadataAction, nargs="+" if several else None,
+                        type=metadata_pairs, default=[], metavar="KEY=VALUE", help=help)
 
 
 def add_application_option(parser: argparse.ArgumentParser, *flags: str) -> None:

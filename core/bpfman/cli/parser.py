@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--program-id", type=int, help="links: only those of this program")
     add_application_option(lst, "--application")
     add_metadata_option(lst, "-m", "--metadata-selector", "--metadata",
-                        help="only those with all these labels, k1=v1,k2=v2")
+                        help="only those with all these labels, k1=v1,k2=v2 (repeatable)",
+                        several=False)
 
     get = command("get", "show one program, or one link with `get link ID`",
                   usage="bpfman get [-h] [--socket SOCKET] [-o {table,json}] [program|link] ID")
