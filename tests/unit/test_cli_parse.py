@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import sys
 import types
 from pathlib import Path
@@ -401,3 +402,39 @@ def test_attach_takes_upstream_short_flags() -> None:
     args = build_parser().parse_args(["attach", "3", "tracepoint", "-t", "a/b", "-o", "json"])
     build_request(args)
     assert args.output == "json"
+
+
+# Upstream's CLI guide (args.rs), one line per shape with every documented flag.
+UPSTREAM_LINES = [
+    "bpfman load file --programs xdp:xdp_pass -p /srv/xdp_pass.bpf.o -g GLOBAL_u8=01"
+    " GLOBAL_u32=0A0B0C0D -a app1 -m owner=acme,env=dev --map-owner-id 4",
+    "bpfman load file --programs fentry:test_fentry:do_unlinkat"
+    " fexit:test_fexit:do_unlinkat -p /srv/fentry.bpf.o",
+    "bpfman load image --programs tc:stats -i quay.io/bpfman-bytecode/go-tc-counter:latest"
+    " -r dXNlcjpwdw== -p Always -g GLOBAL_u8=01 -a app1 -m owner=acme --map-owner-id 4",
+    "bpfman unload 42",
+    "bpfman attach 42 xdp -i eth0 -p 35 --proceed-on pass drop -n /var/run/netns/x -m owner=acme",
+    "bpfman attach 42 tc -d ingress -i eth0 -p 40 --proceed-on pipe dispatcher_return"
+    " -n /var/run/netns/x -m a=b",
+    "bpfman attach 42 tcx -d egress -i eth0 -p 50 -n /var/run/netns/x -m a=b",
+    "bpfman attach 42 tracepoint -t syscalls/sys_enter_openat -m a=b",
+    "bpfman attach 42 kprobe -f try_to_wake_up -o 0 -m a=b",
+    "bpfman attach 42 kretprobe -f try_to_wake_up",
+    "bpfman attach 42 uprobe -f malloc -o 0 -t libc -p 1234 -c 5678 -m a=b",
+    "bpfman attach 42 uretprobe -f malloc -t /usr/lib/libc.so.6",
+    "bpfman attach 42 fentry -m a=b",
+    "bpfman attach 42 fexit",
+    "bpfman detach 7",
+    "bpfman list programs -p xdp --application app1 -m owner=acme,env=dev -a",
+    "bpfman list links --application app1 -p tc -m owner=acme",
+    "bpfman list program",
+    "bpfman list link",
+    "bpfman get program 42",
+    "bpfman get link 7",
+    "bpfman image pull -i quay.io/bpfman-bytecode/xdp_pass:latest -r dXNlcjpwdw== -p IfNotPresent",
+]
+
+
+@pytest.mark.parametrize("line", UPSTREAM_LINES)
+def test_upstream_command_lines_parse_unchanged(line: str) -> None:
+    assert calls(*shlex.split(line)[1:])
