@@ -288,6 +288,12 @@ def calls(*argv: str) -> list[tuple[str, dict[str, Any]]]:
     return build_calls(build_parser().parse_args(list(argv)))
 
 
+def test_programs_repeated_add_up() -> None:
+    _, params = request("load", "file", "-p", "/x.o", "--programs", "xdp:a",
+                        "--programs", "tc:b")
+    assert [p["name"] for p in params["programs"]] == ["a", "b"]
+
+
 def test_get_program_and_get_link() -> None:
     assert request("get", "program", "9") == ("program.get", {"program_id": 9})
     assert request("get", "link", "5") == ("link.get", {"link_id": 5})

@@ -78,7 +78,7 @@ def add_parsers(load_sub: Any, command: Callable[..., argparse.ArgumentParser],
     li = load_sub.add_parser("image", parents=[common], help="from a bytecode image")
     li.add_argument("--image-url", "-i", required=True, help="image reference")
     li.add_argument(
-        "--programs", nargs="+", required=True, metavar="TYPE:NAME",
+        "--programs", nargs="+", action="extend", required=True, metavar="TYPE:NAME",
         type=program_selector, help="programs to load, e.g. tracepoint:count_getpid",
     )
     _policy_option(li, "--pull-policy", "-p")

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("-p", "--path", required=True,
                     help="path of the ELF object (a relative one is taken from here)")
     lf.add_argument(
-        "--programs", nargs="+", required=True, type=_program_selector, metavar="TYPE:NAME",
+        "--programs", nargs="+", action="extend", required=True, type=_program_selector,
+        metavar="TYPE:NAME",
         help="programs to load, e.g. tracepoint:handle_exec or fentry:on_open:do_sys_openat2",
     )
     lf.add_argument(
