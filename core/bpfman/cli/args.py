@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import sys
 from collections.abc import Sequence
@@ -85,6 +83,9 @@ def metadata_dict(pairs: Sequence[tuple[str, str]], application: str | None) -> 
 def registry_auth(text: str) -> tuple[str, str]:
     """Upstream's ``-r/--registry-auth``: base64 of ``user:password``. The
     value is never echoed back (it is a credential)."""
+    import base64  # only this option pays for it
+    import binascii
+
     try:
         decoded = base64.b64decode(text, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
