@@ -175,3 +175,18 @@ def test_netfilter_priority_taken_is_a_conflict(d: DaemonProcess, veth: VethPair
     assert ("already runs at priority -10 on netfilter ipv4 input in this network namespace"
             in out.stderr), out.stderr
     assert len(links(d)) == 1
+
+
+def test_type_filters_take_kernel_types(d: DaemonProcess,
+                                        bpf_program: Callable[..., Path]) -> None:
+    """`-p` takes our types or a kernel type covering several of them
+    (upstream's `list -p tc` is tc and tcx: `-p sched_cls` here)."""
+    obj = bpf_program("tc_chain")
+    for kind in ("tc", "tcx"):
+        run(d, f"load file --path {obj} --programs {kind}:tc_chain")
+    kinds = {i: p["type"] for i, p in programs(d).items()}
+    tc = {i for i, k in kinds.items() if k == "tc"}
+    assert len(tc) == 1 and len(kinds) == 2
+    assert ids_in(run(d, "list programs -p sched_cls").stdout) == set(kinds)
+    assert ids_in(run(d, "list programs -p tc").stdout) == tc
+    assert ids_in(run(d, "list programs -p probe").stdout) == set()
