@@ -105,6 +105,8 @@ run_tests() {
     cd "$ROOT"
     log "ruff"
     "$venv/bin/ruff" check .
+    log "import contracts"
+    "$venv/bin/lint-imports" --no-cache
     log "pytest (unit, kernel, vm and k8s tiers)"
     "$venv/bin/pytest" -ra "${@:-tests}"
 }

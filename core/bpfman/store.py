@@ -187,8 +187,9 @@ class Store:
 
     def put_dispatcher(self, d: DispatcherRecord) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO dispatchers VALUES (?,?,?,?,?,?)",
-            (d.attach_point, d.type, d.mode, d.program_id, d.revision, d.pin_dir),
+            "INSERT OR REPLACE INTO dispatchers VALUES (?,?,?,?,?,?,?)",
+            (d.attach_point, d.type, d.mode, d.program_id, d.revision, d.pin_dir,
+             d.attach_mode),
         )
 
     def delete_dispatcher(self, attach_point: str) -> None:

@@ -1,6 +1,6 @@
 """kill -9 at every step of every mutation, then restart: the world is consistent.
 
-Fault points (bpfman.daemon.faults) make the daemon SIGKILL itself mid-mutation. After
+Fault points (bpfman.manager.faults) make the daemon SIGKILL itself mid-mutation. After
 a restart, reconciliation must leave no kernel object without its record and
 no record without its kernel object, and attached programs kept running.
 """

@@ -347,9 +347,9 @@ def test_static_chain_keeps_global_data_and_shared_maps(d: DaemonProcess,
 def test_libxdp_dispatcher_object_on_the_host() -> None:
     """The project's dispatcher passes libxdp's recognition checks (it loads
     here; only its extensions need the VM) and runs an empty chain to PASS."""
-    from bpfman.dispatch import XDP, LibxdpConfig
-    from bpfman.kernel import libxdp
-    from bpfman_xdp.libxdp import dispatcher_object
+    from bpfman.dispatch import XDP
+    from bpfman.dispatch.libxdp import LibxdpConfig, dispatcher_object
+    from bpfman.kernel import freplace as libxdp
 
     with running_daemon() as d:  # only for a private bpffs
         pin = d.bpffs / "dispatcher_probe"

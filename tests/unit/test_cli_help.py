@@ -63,7 +63,11 @@ def test_dispatcher_table_with_and_without_proceed_on() -> None:
              "revision": 1, "links": [1], "slots": [
                  {"link_id": 1, "program_id": 7, "priority": 50, "proceed_on": ["pass"]}]}]
     text = render("dispatcher.list", {}, rows, "table")
-    assert "4:9@10" in text and "1:7@50[pass]" in text
+    lines = text.splitlines()
+    assert lines[0] == "tcx v/ingress  mode tcx  dispatcher -  revision 3"
+    assert lines[1].split() == ["priority", "10", "program", "9", "-", "link", "4"]
+    assert lines[4].split() == ["priority", "50", "program", "7", "-", "link", "1",
+                                "proceed-on", "pass"]
 
 
 def parses(line: str) -> None:

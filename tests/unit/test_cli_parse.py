@@ -214,9 +214,9 @@ FOREIGN = {"program_id": 99, "name": "sd_fw", "type": None, "managed": False, "l
 def test_program_table() -> None:
     text = render("program.list", {}, [PROGRAM, FOREIGN], "table")
     lines = text.splitlines()
-    assert lines[0].split() == ["ID", "NAME", "TYPE", "LINKS", "METADATA"]
-    assert lines[1].split() == ["12", "on_exec", "tracepoint", "3,4", "owner=acme"]
-    assert lines[2].split() == ["99", "sd_fw", "(cgroup_skb)", "-", "-"]
+    assert lines[0].split() == ["ID", "NAME", "TYPE", "OWNER", "LINKS", "METADATA"]
+    assert lines[1].split() == ["12", "on_exec", "tracepoint", "bpfman", "3,4", "owner=acme"]
+    assert lines[2].split() == ["99", "sd_fw", "cgroup_skb", "unmanaged", "-", "-"]
     # columns line up
     assert lines[1].index("on_exec") == lines[0].index("NAME")
 
@@ -236,7 +236,7 @@ def test_other_renders() -> None:
     link = {"link_id": 3, "program_id": 12, "type": "tracepoint", "summary": "sched/sched_switch",
             "metadata": {}, "params": {"tracepoint": "sched/sched_switch"}}
     assert render("link.list", {}, [link], "table").splitlines()[1].split() == [
-        "3", "12", "tracepoint", "sched/sched_switch", "-",
+        "3", "-", "12", "tracepoint", "sched/sched_switch", "-",
     ]
     assert "params:\n  tracepoint: sched/sched_switch" in render("link.get", {}, link, "table")
     assert render("program.detach", {"link_id": 3}, {"ok": True}, "table") == "detached link 3"

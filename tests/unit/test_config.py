@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfman.daemon.config import ConfigError, load_config
+from bpfman.config import ConfigError, load_config
 from bpfman.testing import markdown_blocks
 
 

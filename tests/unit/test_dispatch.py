@@ -14,18 +14,18 @@ from bpfman.dispatch import (
     MAX_SLOTS,
     TC,
     XDP,
-    LibxdpConfig,
     check_slot_count,
     check_spliceable,
-    decode,
-    insn,
     static_dispatcher_insns,
 )
-from bpfman.kernel._sys.splice import BpfInsn, BpfLinkCreateOpts, BpfTestRunOpts
+from bpfman.dispatch.libxdp import LibxdpConfig
+from bpfman.dispatch.static import decode, insn
+from bpfman.dispatch.xdp import Target, attach_point_key
+from bpfman.kernel._sys.progload import BpfInsn, BpfLinkCreateOpts, BpfTestRunOpts
 from bpfman.manager import default_order
 from bpfman.model.records import LinkRecord
-from bpfman_xdp.chain import Target, attach_point_key, choose_mode
 from bpfman_xdp.params import XdpConfig, XdpParams
+from bpfman_xdp.plugin import choose_mode
 
 EXIT = insn(0x95)
 RET_PASS = insn(0xB7, imm=2) + EXIT
@@ -240,4 +240,4 @@ def test_attach_point_key_round_trip() -> None:
     t = Target.parse(f"xdp:4026532000:{key}")
     assert (t.iface, t.netns_path, t.netns_id) == ("eth0", "/var/run/netns/blue", 4026532000)
     t = Target.parse("xdp:0:eth0")
-    assert (t.iface, t.netns_path, t.alive()) == ("eth0", None, None)
+    assert (t.iface, t.netns_path, t.why_gone()) == ("eth0", None, None)

@@ -40,6 +40,10 @@ def test_every_hook_is_documented() -> None:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(bpfman.__all__) == [
-        "AttachTargetNotFound", "BpfmanError", "Conflict", "InvalidArgument", "KernelError",
-        "KernelFeatureMissing", "KindSpec", "NotFound", "__version__", "hookimpl",
+        "AttachPoint", "AttachTargetNotFound", "BpfmanError", "Conflict", "DispatcherRecord",
+        "Drift", "HookContext", "InvalidArgument", "KernelError", "KernelFeatureMissing",
+        "KindSpec", "LinkRecord", "NotFound", "ProgramRecord", "Reach", "__version__",
+        "hookimpl",
     ]
+    for name in bpfman.__all__:  # every lazy name resolves
+        assert getattr(bpfman, name) is not None

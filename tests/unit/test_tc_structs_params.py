@@ -84,7 +84,7 @@ def test_freplace_dispatcher_config_layout() -> None:
     import struct
 
     from bpfman import dispatch
-    from bpfman_tc import freplace
+    from bpfman.dispatch import tc as freplace
 
     masks = [dispatch.TC.mask(["pipe", "dispatcher_return"]), dispatch.TC.mask(["unspec"])]
     raw = freplace.config(masks, [10, 20])

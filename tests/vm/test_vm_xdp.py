@@ -136,6 +136,19 @@ def test_xdp_loader_program_joins_and_daemon_adds_next(d: DaemonProcess,
     assert veth.ping(2) == 2  # pass-only's PASS is final: the dropper no longer runs
     [disp] = dispatchers(d)
     assert disp["mode"] == "libxdp" and disp["program_id"] == veth.xdp_program_id()
+    # Who loaded what: the dispatcher and our extension copies are the
+    # daemon's, xdp-loader's program is unmanaged (as list --all marks them).
+    owners = {p["program_id"]: (p["owner"], p["daemon_role"])
+              for p in d.client().call("program.list", {"all": True})}
+    assert owners[disp["program_id"]] == ("daemon", "xdp dispatcher")
+    roles = sorted(role for owner, role in owners.values() if owner == "daemon")
+    assert roles == sorted(["xdp dispatcher", f"extension of {counter['program_id']}",
+                            f"extension of {passer['program_id']}"])
+    assert all(owners[i] == ("unmanaged", None) for i in foreign_ids if i in owners)
+    table = d.cli("list", "--all").stdout
+    assert f"daemon (extension of {counter['program_id']})" in table
+    header = d.cli("dispatchers").stdout.splitlines()[0]
+    assert header.startswith(f"xdp {veth.if_b} in {veth.netns_b}  mode libxdp, native")
 
     # Detaching ours keeps xdp-loader's program running.
     d.client().call("program.unload", {"program_id": passer["program_id"]})

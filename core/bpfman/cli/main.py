@@ -18,7 +18,7 @@ from bpfman.cli import images as imagecli
 from bpfman.cli.args import VERSION_TEXT, UsageError
 from bpfman.cli.completion import bash_completion
 from bpfman.cli.parser import build_parser
-from bpfman.cli.render import format_error, render
+from bpfman.cli.render import format_error, format_event, render, terminal_width
 from bpfman.cli.request import Call, PrintCompletion, build_calls
 from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
 
@@ -152,7 +152,7 @@ def _print_done(done: list[tuple[Call, Any]], output: str, *, several: bool) -> 
         print(json.dumps([result for _call, result in done], indent=2))
         return
     for (method, params), result in done:
-        text = render(method, params, result, output)
+        text = render(method, params, result, output, width=terminal_width())
         if text:
             print(text)
 
@@ -186,9 +186,7 @@ def _print_events(client: Client, kinds: list[str], output: str) -> int:
             if output == "json":
                 print(json.dumps(event), flush=True)
             else:
-                print(f"{event['time']}  {event['kind']:<9} program={event['program_id']}"
-                      f" link={event['link_id']} {event['type'] or ''} {event['detail']}",
-                      flush=True)
+                print(format_event(event), flush=True)
     except KeyboardInterrupt:
         return 0
     print("error: the daemon closed the event stream", file=sys.stderr)

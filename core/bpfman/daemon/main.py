@@ -29,7 +29,7 @@ import trio
 import bpfman
 from bpfman import kernel
 from bpfman.authz.policy import Policy
-from bpfman.daemon.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from bpfman.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from bpfman.daemon.events import EventBus
 from bpfman.daemon.lane import FairLane
 from bpfman.manager import Manager

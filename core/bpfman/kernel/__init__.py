@@ -1,5 +1,6 @@
-"""The kernel facade: the only way the daemon and plugins reach bpf(2),
-bpffs and tracefs.
+"""The kernel facade: how the daemon and plugins reach bpf(2), bpffs,
+tracefs and netlink. The daemon's core and `bpfman.dispatch` also import the
+facade's submodules for their own types; plugins import only this module.
 
 All functions block (plain `def`) and are called from the daemon's kernel
 lane, never from the trio thread. Errors are `bpfman.model.errors` exceptions:
@@ -13,6 +14,14 @@ from __future__ import annotations
 
 from bpfman.kernel.btfvalue import map_decoders
 from bpfman.kernel.features import KernelFeatures, probe_features
+from bpfman.kernel.freplace import (
+    HeldPins,
+    attach_extension,
+    libxdp_lock,
+    load_dispatcher,
+    load_extension,
+    read_dispatcher_config,
+)
 from bpfman.kernel.info import (
     KernelLinkInfo,
     KernelMapInfo,
@@ -61,7 +70,10 @@ from bpfman.kernel.links.tcx import (
     update_tcx_link,
 )
 from bpfman.kernel.links.tracing import attach_tracing
+from bpfman.kernel.links.xdp import XdpSwap, attached_xdp_program, remove_xdp, swap_xdp
 from bpfman.kernel.maps import map_delete, map_keys, map_lookup, map_update
+from bpfman.kernel.netlink import interface_index
+from bpfman.kernel.netns import NetNs
 from bpfman.kernel.objects import (
     GlobalVar,
     LoadedObject,
@@ -111,7 +123,6 @@ from bpfman.kernel.tc import (
     attach_bpf_filter,
     detach_filter,
     ensure_clsact,
-    interface_index,
     list_filters,
     qdisc_kinds,
     remove_clsact,
@@ -125,12 +136,14 @@ __all__ = [
     "Chain",
     "FdLinkInfo",
     "GlobalVar",
+    "HeldPins",
     "KernelFeatures",
     "KernelLinkInfo",
     "KernelMapInfo",
     "LoadOptions",
     "LoadedObject",
     "MapSpec",
+    "NetNs",
     "ObjectSpec",
     "ProgramLoad",
     "ProgramSpec",
@@ -141,8 +154,10 @@ __all__ = [
     "TcxEntry",
     "TcxLinkInfo",
     "TestRunResult",
+    "XdpSwap",
     "attach_bpf_filter",
     "attach_cgroup",
+    "attach_extension",
     "attach_kprobe",
     "attach_netfilter",
     "attach_netns",
@@ -152,6 +167,7 @@ __all__ = [
     "attach_tracepoint",
     "attach_tracing",
     "attach_uprobe",
+    "attached_xdp_program",
     "cgroup_id",
     "check_kernel_function",
     "check_process",
@@ -168,9 +184,12 @@ __all__ = [
     "interface_index",
     "iter_programs",
     "kernel_release",
+    "libxdp_lock",
     "link_id_of_pin",
     "link_info",
     "list_filters",
+    "load_dispatcher",
+    "load_extension",
     "load_object",
     "load_program_insns",
     "map_decoders",
@@ -195,13 +214,16 @@ __all__ = [
     "query_cgroup",
     "query_tcx",
     "raise_memlock",
+    "read_dispatcher_config",
     "relocated_program",
     "remove_clsact",
     "remove_pin",
     "remove_pin_dir",
+    "remove_xdp",
     "repin",
     "repin_maps",
     "resolve_user_target",
+    "swap_xdp",
     "tcx_link_info",
     "test_run",
     "update_tcx_link",

@@ -30,7 +30,7 @@ from bpfman.kernel._sys.structs import (
     BtfType,
 )
 from bpfman.model.errors import BpfmanError, LinkNotFound, NotFound, ProgramNotFound
-from bpfman.model.replies import KernelProgramInfo
+from bpfman.model.kernelfacts import KernelProgramInfo
 
 BPF_STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 

@@ -56,13 +56,14 @@ def _get_link(rt: rtnl.Rtnl, *, index: int = 0,
     return found, rtnl.attributes(top.get(IFLA_XDP, b""), 0)
 
 
-def ifindex(name: str, netns: NetNs = _HERE) -> int:
-    """The ifindex of interface `name` in `netns`.
+def interface_index(name: str, *, netns: NetNs | None = None) -> int:
+    """The ifindex of interface `name` in `netns` (None: the daemon's own).
 
     :raises AttachTargetNotFound: no such interface there.
     """
     if not name or len(name) > 15 or "/" in name:
         raise InvalidArgument(f"invalid interface name {name!r}", field="iface")
+    netns = netns if netns is not None else _HERE
     with rtnl.connect(netns) as rt:
         try:
             return _get_link(rt, name=name)[0]

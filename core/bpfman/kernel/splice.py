@@ -20,7 +20,7 @@ import attrs
 
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
-from bpfman.kernel._sys import splice as _sp
+from bpfman.kernel._sys import progload as _sp
 from bpfman.kernel._sys.errors import SysError, describe_errno, errno_name, kernel_errors
 from bpfman.kernel._sys.structs import BpfMapInfo, BpfProgLoadOpts
 from bpfman.kernel.info import program_info_of_fd

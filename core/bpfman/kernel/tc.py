@@ -36,16 +36,6 @@ def host_netns(netns: NetNs | None = None) -> NetNs:
     return netns if netns is not None else NetNs()
 
 
-def interface_index(iface: str, *, netns: NetNs | None = None) -> int:
-    """The index of interface `iface` in `netns` (`bpfman.kernel.netlink.ifindex`).
-
-    :raises AttachTargetNotFound: no such interface there.
-    """
-    from bpfman.kernel.netlink import ifindex
-
-    return ifindex(iface, host_netns(netns))
-
-
 # linux/pkt_sched.h: the clsact qdisc and its two filter parents.
 TC_H_CLSACT = 0xFFFFFFF1
 CLSACT_HANDLE = 0xFFFF0000
@@ -231,7 +221,6 @@ __all__ = [
     "detach_filter",
     "ensure_clsact",
     "host_netns",
-    "interface_index",
     "list_filters",
     "qdisc_kinds",
     "remove_clsact",

@@ -27,11 +27,11 @@ import attrs
 
 import bpfman
 from bpfman.authz import callerfiles, grants
+from bpfman.config import Config
 from bpfman.context import HookContext
-from bpfman.daemon.config import Config
-from bpfman.daemon.faults import fault_point
 from bpfman.images.service import ImageService
 from bpfman.kernel.bpffs import Bpffs
+from bpfman.manager.faults import fault_point
 from bpfman.manager.maps import MapAccess
 from bpfman.model import APPLICATION_KEY, convert
 from bpfman.model.caller import Caller
@@ -46,13 +46,19 @@ from bpfman.model.errors import (
     PluginFailed,
     ProgramNotFound,
 )
-from bpfman.model.records import AttachPoint, Drift, LinkRecord, ProgramRecord
+from bpfman.model.kernelfacts import KernelProgramInfo
+from bpfman.model.records import (
+    AttachPoint,
+    DispatcherRecord,
+    Drift,
+    LinkRecord,
+    ProgramRecord,
+)
 from bpfman.model.replies import (
     DaemonInfo,
     DispatcherReply,
     DispatcherSlot,
     DriftReply,
-    KernelProgramInfo,
     LinkReply,
     LoadReply,
     OkReply,
@@ -224,7 +230,12 @@ class Manager:
             image=p.image,
         )
 
-    def _link_reply(self, link: LinkRecord) -> LinkReply:
+    def _link_reply(self, link: LinkRecord,
+                    dispatchers: dict[str, DispatcherRecord] | None = None) -> LinkReply:
+        """`dispatchers`: by attach point, when the caller read them all once."""
+        if dispatchers is None:
+            dispatchers = self._dispatchers_by_point()
+        chain = dispatchers.get(link.attach_point)
         summary = None
         if link.type in self.registry.kinds:
             try:
@@ -241,7 +252,33 @@ class Manager:
             pin_path=link.pin_path,
             created_at=link.created_at,
             summary=summary or link.attach_point,
+            dispatch_mode=chain.mode if chain else None,
+            attach_mode=chain.attach_mode if chain else None,
         )
+
+    def _dispatchers_by_point(self) -> dict[str, DispatcherRecord]:
+        return {d.attach_point: d for d in self.store.list_dispatchers()}
+
+    def _daemon_programs(self) -> dict[int, str]:
+        """Kernel programs the daemon loaded itself to run chains, by id, with
+        their role: each dispatcher, and each extension (freplace) copy of a
+        program that a libxdp/freplace chain runs in its slot."""
+        roles: dict[int, str] = {}
+        dispatchers = self.store.list_dispatchers()
+        for d in dispatchers:
+            if d.program_id is not None:
+                roles[d.program_id] = f"{d.type} dispatcher"
+        chained = {d.attach_point for d in dispatchers if d.program_id is not None}
+        for link in self.store.list_links():
+            if link.attach_point not in chained or not link.pin_path:
+                continue
+            try:  # the link's pin holds the program its slot runs
+                running = self.kernel.program_id_of_pin(link.pin_path)
+            except (OSError, BpfmanError):  # a kernel link, or gone: not a copy
+                continue
+            if running != link.program_id:
+                roles.setdefault(running, f"extension of {link.program_id}")
+        return roles
 
     # -- program.load / program.unload ---------------------------------------
 
@@ -593,6 +630,7 @@ class Manager:
 
     def list_dispatchers(self, caller: Caller, req: NoParams) -> list[DispatcherReply]:
         out = []
+        names = {p.program_id: p.name for p in self.store.list_programs()}
         for d in self.store.list_dispatchers():
             links = self.store.list_links(attach_point=d.attach_point)
             ordered = self._call(d.type, "bpfman_order_links", attach_point=d.attach_point,
@@ -605,8 +643,12 @@ class Manager:
                 links=[ln.link_id for ln in ordered],
                 slots=[DispatcherSlot(link_id=ln.link_id, program_id=ln.program_id,
                                       priority=ln.params.get("priority"),
-                                      proceed_on=ln.params.get("proceed_on"))
+                                      proceed_on=ln.params.get("proceed_on"),
+                                      name=names.get(ln.program_id))
                        for ln in ordered],
+                attach_mode=d.attach_mode,
+                netns=next((ln.params["netns"] for ln in ordered if ln.params.get("netns")),
+                           None),
             ))
         return out
 
@@ -629,7 +671,7 @@ class Manager:
         # Programs outside the store have no metadata: not for metadata-bound grants.
         if info is None or not grants.selects(caller, {}):
             raise ProgramNotFound(req.program_id)
-        return _unmanaged_reply(info)
+        return _unmanaged_reply(info, self._daemon_programs())
 
     def list_programs(self, caller: Caller, req: ListRequest) -> list[ProgramReply]:
         all_records = records = self.store.list_programs()
@@ -654,10 +696,11 @@ class Manager:
         if req.all and not req.metadata and grants.selects(caller, {}):
             # Managed programs' info was read above: open only the others.
             others = (i for i in self.kernel.program_ids() if i not in managed_ids)
+            roles = self._daemon_programs()
             for info in self.kernel.programs_info(others).values():
                 if req.type is not None and info.kernel_type != kernel_type_name(req.type):
                     continue
-                replies.append(_unmanaged_reply(info))
+                replies.append(_unmanaged_reply(info, roles))
             replies.sort(key=lambda r: r.program_id)
         return replies
 
@@ -669,7 +712,8 @@ class Manager:
 
     def list_links(self, caller: Caller, req: LinkListRequest) -> list[LinkReply]:
         links = self.store.list_links(program_id=req.program_id)
-        return [self._link_reply(ln) for ln in links
+        dispatchers = self._dispatchers_by_point()
+        return [self._link_reply(ln, dispatchers) for ln in links
                 if self._type_matches(ln.type, req.type)
                 and all(ln.metadata.get(k) == v for k, v in req.metadata.items())]
 
@@ -927,6 +971,10 @@ def _section_target(spec: Any) -> str | None:
     return spec.section.partition("/")[2] or None
 
 
-def _unmanaged_reply(info: KernelProgramInfo) -> ProgramReply:
+def _unmanaged_reply(info: KernelProgramInfo, daemon_roles: dict[int, str]) -> ProgramReply:
+    """A program outside the store: the daemon's own (a chain's dispatcher or
+    extension copy, `daemon_roles`) or unmanaged."""
+    role = daemon_roles.get(info.program_id)
     return ProgramReply(program_id=info.program_id, name=info.name, type=None, managed=False,
-                        kernel=info)
+                        kernel=info, owner="unmanaged" if role is None else "daemon",
+                        daemon_role=role)

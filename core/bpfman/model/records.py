@@ -92,6 +92,8 @@ class DispatcherRecord:
     program_id: int | None
     revision: int
     pin_dir: str | None = None
+    #: XDP: the driver mode the kernel attached it in (native, generic, offload)
+    attach_mode: str | None = None
 
 
 @attrs.frozen

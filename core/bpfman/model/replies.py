@@ -6,28 +6,8 @@ from typing import Any
 
 import attrs
 
+from bpfman.model.kernelfacts import KernelProgramInfo
 from bpfman.model.requests import doc
-
-
-@attrs.frozen
-class KernelProgramInfo:
-    """The kernel's live view of one program (read at request time)."""
-
-    program_id: int
-    name: str
-    kernel_type: str
-    tag: str
-    loaded_at: str | None
-    uid: int | None
-    gpl_compatible: bool
-    map_ids: list[int]
-    btf_id: int | None
-    xlated_size: int
-    jited_size: int
-    memlock: int | None
-    verified_insns: int | None
-    run_count: int | None
-    run_time_ns: int | None
 
 
 @attrs.frozen
@@ -41,6 +21,11 @@ class LinkReply:
     pin_path: str | None
     created_at: str
     summary: str
+    #: at a shared attach point: how its chain is built (the dispatcher's
+    #: `mode`, as in dispatcher.list) and, for XDP, the driver mode the
+    #: chain is attached in (native, generic, offload); None elsewhere
+    dispatch_mode: str | None = None
+    attach_mode: str | None = None
 
 
 @attrs.frozen
@@ -65,6 +50,10 @@ class ProgramReply:
     kernel: KernelProgramInfo | None = None
     attach_func: str | None = None  # fentry/fexit target function, fixed at load
     image: str | None = None  # the bytecode image it came from, pinned by digest
+    #: who loaded it: "bpfman" (through the API), "daemon" (the daemon itself,
+    #: to run a chain: see `daemon_role`) or "unmanaged" (anything else)
+    owner: str = "bpfman"
+    daemon_role: str | None = None  # e.g. "xdp dispatcher", "extension of 42"
 
 
 @attrs.frozen
@@ -114,6 +103,7 @@ class DispatcherSlot:
     program_id: int
     priority: int | None = None
     proceed_on: list[str] | None = None
+    name: str | None = None  # the program's name
 
 
 @attrs.frozen
@@ -128,6 +118,10 @@ class DispatcherReply:
     pin_dir: str | None
     links: list[int]
     slots: list[DispatcherSlot] = attrs.field(factory=list)
+    #: XDP: the driver mode the chain is attached in (native, generic, offload)
+    attach_mode: str | None = None
+    #: the network namespace path its links were attached with (``netns``), if any
+    netns: str | None = None
 
 
 @attrs.frozen

@@ -26,15 +26,19 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import AttachTargetNotFound, BpfmanError, InvalidArgument, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.model.records import (
+from bpfman import (
     AttachPoint,
+    AttachTargetNotFound,
+    BpfmanError,
     DispatcherRecord,
     Drift,
+    HookContext,
+    InvalidArgument,
+    KindSpec,
     LinkRecord,
     ProgramRecord,
     Reach,
+    hookimpl,
 )
 
 KINDS = {
@@ -84,7 +88,7 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
     if hook is None or hook.program_type != program.type:
         allowed = [h for h, v in ctx.kernel.CGROUP_HOOKS.items()
                    if v.program_type == program.type]
-        raise InvalidArgument(f"a {program.type} program attaches to {', '.join(allowed)},"
+        raise InvalidArgument(f"programs of type {program.type} attach to {', '.join(allowed)},"
                               f" not {params.attach_type!r}", field="attach_type")
     path = Path(params.cgroup)
     if not path.is_dir() or not (path / "cgroup.procs").exists():

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman import AttachPoint, HookContext, KindSpec, LinkRecord, ProgramRecord, Reach, hookimpl
 
 FENTRY, FEXIT = "fentry", "fexit"
 

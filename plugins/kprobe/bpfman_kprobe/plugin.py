@@ -18,9 +18,16 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import InvalidArgument, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman import (
+    AttachPoint,
+    HookContext,
+    InvalidArgument,
+    KindSpec,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+    hookimpl,
+)
 
 KPROBE, KRETPROBE = "kprobe", "kretprobe"
 # Kernel symbols, compiler clones included ("foo.isra.0").

@@ -19,9 +19,19 @@ from typing import Literal
 
 import attrs
 
-from bpfman import AttachTargetNotFound, BpfmanError, InvalidArgument, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.model.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman import (
+    AttachPoint,
+    AttachTargetNotFound,
+    BpfmanError,
+    Drift,
+    HookContext,
+    InvalidArgument,
+    KindSpec,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+    hookimpl,
+)
 
 TYPE = "perf_event"
 PERF_TYPE_HARDWARE, PERF_TYPE_SOFTWARE = 0, 1

@@ -19,10 +19,18 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import BpfmanError, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.kernel.netns import NetNs
-from bpfman.model.records import AttachPoint, Drift, LinkRecord, ProgramRecord, Reach
+from bpfman import (
+    AttachPoint,
+    BpfmanError,
+    Drift,
+    HookContext,
+    KindSpec,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+    hookimpl,
+)
+from bpfman.kernel import NetNs
 
 TYPE = "sk_lookup"
 SELF = "/proc/self/ns/net"  # opened by the daemon: the daemon's namespace

@@ -15,9 +15,6 @@ from typing import Any
 import attrs
 
 from bpfman import dispatch
-from bpfman.context import HookContext
-from bpfman.kernel.netns import NetNs
-from bpfman.model.records import AttachPoint
 
 DIRECTIONS = ("ingress", "egress")
 MIN_PRIORITY, MAX_PRIORITY = 0, 1000
@@ -85,15 +82,3 @@ class TcParams:
         factory=lambda: list(DEFAULT_PROCEED_ON), validator=_check_proceed_on,
     )
     netns: str | None = _netns
-
-
-def hook_point(kind: str, params: TcParams | TcxParams) -> AttachPoint:
-    """The attach point of a tc or tcx link: one interface and direction
-    (in one network namespace)."""
-    netns_id = NetNs.of(params.netns).inode() if params.netns else None
-    return AttachPoint(type=kind, key=f"{params.iface}/{params.direction}", netns_id=netns_id)
-
-
-def check_interface(ctx: HookContext, params: TcParams | TcxParams) -> None:
-    """The interface exists (in its netns): AttachTargetNotFound otherwise."""
-    ctx.kernel.interface_index(params.iface, netns=NetNs.of(params.netns))

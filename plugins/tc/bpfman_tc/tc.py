@@ -11,7 +11,7 @@ When every program proceeded the verdict is TC_ACT_OK.
 
 Where the kernel loads extension programs the dispatcher is
 `tc_dispatcher.bpf.c` with each program attached to a stub as an extension
-(mode "freplace", `freplace.py`). Where it refuses them (lockdown) it is
+(mode "freplace", `bpfman.dispatch.tc`). Where it refuses them (lockdown) it is
 `bpfman.dispatch`'s *static* one: each component relocated by libbpf with
 its own maps and spliced behind a generated prologue, loaded as one program
 (mode "static"; ``[plugins.config.tc] mode = "static"`` forces it). Every
@@ -31,19 +31,24 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import AttachTargetNotFound, BpfmanError, KindSpec, dispatch, hookimpl
-from bpfman.context import HookContext
-from bpfman.kernel.netns import NetNs
-from bpfman.model.records import (
+from bpfman import (
     AttachPoint,
+    AttachTargetNotFound,
+    BpfmanError,
     DispatcherRecord,
     Drift,
+    HookContext,
+    KindSpec,
     LinkRecord,
     ProgramRecord,
     Reach,
+    dispatch,
+    hookimpl,
 )
-from bpfman_tc import freplace
-from bpfman_tc.params import TcParams, check_interface, hook_point
+from bpfman.dispatch import tc as tc_dispatcher
+from bpfman.kernel import NetNs
+from bpfman_tc.attachpoint import check_interface, hook_point
+from bpfman_tc.params import TcParams
 
 TYPE = "tc"
 MAX_SLOTS = dispatch.MAX_SLOTS
@@ -121,12 +126,6 @@ def _mask(link: LinkRecord) -> int:
     return dispatch.TC.mask(_params(link).proceed_on or dispatch.TC.default_proceed_on)
 
 
-def _revisions(directory: Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name[4:]) for p in directory.glob("rev_*") if p.name[4:].isdigit())
-
-
 @hookimpl
 def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
@@ -143,7 +142,7 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
         # The interface (or its namespace) is gone and took the dispatcher
         # with it; links that were on it can still be detached and unloaded.
         gone = _gone_dir(ctx, attach_point)
-        if not _revisions(gone):
+        if not dispatch.Revisions(gone).existing():
             raise
         return DispatcherRecord(attach_point=attach_point, type=TYPE, mode=_mode(ctx),
                                 program_id=None, revision=0, pin_dir=str(gone))
@@ -153,21 +152,13 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
         mark.mkdir(parents=True, exist_ok=True)
         ctx.undo.callback(mark.rmdir)
 
-    old = _revisions(directory)
-    revision = (old[-1] if old else 0) + 1
-    rev_dir = directory / f"rev_{revision}"
+    revisions = dispatch.Revisions(directory)
+    old = revisions.existing()
+    revision, rev_dir = revisions.next()
     ctx.undo.callback(k.remove_pin_dir, rev_dir)
     mode = _mode(ctx)
-    if mode == "freplace":
-        program_id, pin = freplace.load(ctx, ordered, [_mask(ln) for ln in ordered], rev_dir)
-    else:
-        pin = rev_dir / "dispatcher"
-        slots = [dispatch.StaticSlot(
-            program_pin=ctx.bpffs.program_pin(ln.program_id), object_path=ln.details["object"],
-            program_name=ln.details["program_name"], proceed_on=_mask(ln),
-            map_pin_dir=ln.details.get("map_pin_dir")) for ln in ordered]
-        program_id = dispatch.pin_static_dispatcher(slots, dispatch.TC, name="tc_dispatcher",
-                                                    pin=pin)
+    program_id, pin = tc_dispatcher.load(ctx, mode, ordered, [_mask(ln) for ln in ordered],
+                                         rev_dir)
 
     existing = k.list_filters(ifindex, params.direction, netns=ns)
     foreign = [f for f in existing if f.name != DISPATCHER_NAME]
@@ -186,13 +177,13 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
         k.attach_bpf_filter(pin, ifindex, params.direction, priority=FILTER_PRIORITY,
                             handle=ours.handle, name=DISPATCHER_NAME, replace=True, netns=ns)
         if old:
-            previous = directory / f"rev_{old[-1]}" / "dispatcher"
+            previous = old[-1][1] / "dispatcher"
             ctx.undo.callback(k.attach_bpf_filter, previous, ifindex, params.direction,
                               priority=FILTER_PRIORITY, handle=ours.handle,
                               name=DISPATCHER_NAME, replace=True, netns=ns)
     # Keep the revision just replaced (an undo may need it); older ones go.
-    for rev in old[:-1]:
-        k.remove_pin_dir(directory / f"rev_{rev}")
+    for _rev, old_dir in old[:-1]:
+        k.remove_pin_dir(old_dir)
     ctx.log.info("tc %s: %s dispatcher %d with %d program(s), revision %d", attach_point,
                  mode, program_id, len(ordered), revision)
     return DispatcherRecord(attach_point=attach_point, type=TYPE, mode=mode,

@@ -24,18 +24,22 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import AttachTargetNotFound, BpfmanError, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.kernel.netns import NetNs
-from bpfman.model.records import (
+from bpfman import (
     AttachPoint,
+    AttachTargetNotFound,
+    BpfmanError,
     DispatcherRecord,
     Drift,
+    HookContext,
+    KindSpec,
     LinkRecord,
     ProgramRecord,
     Reach,
+    hookimpl,
 )
-from bpfman_tc.params import TcxParams, check_interface, hook_point
+from bpfman.kernel import NetNs
+from bpfman_tc.attachpoint import check_interface, hook_point
+from bpfman_tc.params import TcxParams
 from bpfman_tc.placement import plan
 
 TYPE = "tcx"

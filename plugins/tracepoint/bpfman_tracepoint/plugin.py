@@ -14,9 +14,16 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import AttachTargetNotFound, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman import (
+    AttachPoint,
+    AttachTargetNotFound,
+    HookContext,
+    KindSpec,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+    hookimpl,
+)
 
 TYPE = "tracepoint"
 # tracefs names: event systems and events are C identifiers in practice.

@@ -22,9 +22,16 @@ from pathlib import Path
 
 import attrs
 
-from bpfman import InvalidArgument, KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.model.records import AttachPoint, LinkRecord, ProgramRecord, Reach
+from bpfman import (
+    AttachPoint,
+    HookContext,
+    InvalidArgument,
+    KindSpec,
+    LinkRecord,
+    ProgramRecord,
+    Reach,
+    hookimpl,
+)
 
 UPROBE, URETPROBE = "uprobe", "uretprobe"
 # ELF symbol names, C++ mangled ones and versioned ones ("memcpy@GLIBC_2.14") included.

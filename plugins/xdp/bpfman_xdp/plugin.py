@@ -25,26 +25,57 @@ libxdp mode), so the link lives as long as its record.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from bpfman import KindSpec, hookimpl
-from bpfman.context import HookContext
-from bpfman.kernel import netlink
-from bpfman.kernel.netns import NetNs
-from bpfman.model.records import (
+from bpfman import (
     AttachPoint,
+    Conflict,
     DispatcherRecord,
     Drift,
+    HookContext,
+    KernelFeatureMissing,
+    KindSpec,
     LinkRecord,
     ProgramRecord,
     Reach,
+    hookimpl,
 )
-from bpfman_xdp import chain
+from bpfman.dispatch import xdp as chain
+from bpfman.kernel import NetNs, interface_index
 from bpfman_xdp.params import XdpConfig, XdpParams
 
 TYPE = chain.TYPE
+
+
+def choose_mode(cfg: XdpConfig, features: Any, iface: str, count: int) -> str:
+    """The dispatcher mode for `count` programs on `iface` (see docs/xdp.md)."""
+    want = cfg.dispatcher_for(iface)
+    ext = bool(getattr(features, "ext_programs", False))
+    if want == "single":
+        if count > 1:
+            raise Conflict(f"interface {iface} is configured for single mode: it runs one"
+                           " XDP program; detach it first", iface=iface)
+        return "single"
+    if want == "auto":
+        want = "libxdp" if ext else "static"
+    if want == "libxdp" and not ext:
+        note = getattr(features, "notes", {}).get("ext_programs", "not supported")
+        raise KernelFeatureMissing("ext_programs", f"libxdp mode needs extension programs: {note}")
+    if want == "static" and count == 1:
+        return "single"
+    return want
+
+
+def _policy(ctx: HookContext, iface: str) -> chain.XdpPolicy:
+    cfg = XdpConfig.parse(ctx.plugin_config)
+    return chain.XdpPolicy(mode=functools.partial(choose_mode, cfg, ctx.features, iface),
+                           attach_mode=cfg.xdp_mode_for(iface),
+                           libxdp_bpffs=Path(cfg.libxdp_bpffs),
+                           dispatcher_version=cfg.dispatcher_version)
 
 
 @hookimpl
@@ -60,7 +91,7 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
                            params: XdpParams) -> None:
     XdpConfig.parse(ctx.plugin_config)
     ns = NetNs.of(params.netns)
-    netlink.ifindex(params.iface, ns)
+    interface_index(params.iface, netns=ns)
 
 
 @hookimpl
@@ -80,7 +111,7 @@ def bpfman_attach_point(program: ProgramRecord, params: XdpParams) -> AttachPoin
 def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
                   params: XdpParams) -> LinkRecord:
     ns = NetNs.of(params.netns)
-    ifindex = netlink.ifindex(params.iface, ns)
+    ifindex = interface_index(params.iface, netns=ns)
     pin = Path(link.pin_path)
     with ctx.kernel.open_pinned(program.pin_path, "prog") as fd:
         ctx.kernel.pin_fd(fd, pin)
@@ -96,7 +127,7 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
 
 @hookimpl
 def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) -> bool:
-    why = chain.Target.parse(link.attach_point).alive()
+    why = chain.Target.parse(link.attach_point).why_gone()
     if why:
         ctx.log.warning("xdp link %d: %s; the program was detached with it, removing the"
                         " record", link.link_id, why)
@@ -111,7 +142,7 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
     if not attach_point.startswith(f"{TYPE}:"):
         return None
-    return chain.build(ctx, attach_point, ordered)
+    return chain.build(ctx, attach_point, ordered, functools.partial(_policy, ctx))
 
 
 @hookimpl
@@ -120,9 +151,9 @@ def bpfman_describe_link(link: LinkRecord) -> str | None:
         return None
     p = link.params
     where = f" in {p['netns']}" if p.get("netns") else ""
-    gone = chain.Target.parse(link.attach_point).alive()
+    gone = chain.Target.parse(link.attach_point).why_gone()
     return (f"xdp {p.get('iface')}{where} priority {p.get('priority')}"
-            f" proceed_on {','.join(p.get('proceed_on', []))}" + (f" ({gone})" if gone else ""))
+            f" proceed-on {','.join(p.get('proceed_on', []))}" + (f" ({gone})" if gone else ""))
 
 
 @hookimpl
@@ -131,7 +162,7 @@ def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
     for link in links:
         if link.type != TYPE:
             continue
-        why = chain.Target.parse(link.attach_point).alive()
+        why = chain.Target.parse(link.attach_point).why_gone()
         if why:
             drifts.append(Drift(f"xdp link {link.link_id}", why,
                                 "kept; detach it to remove the record"))

@@ -31,7 +31,8 @@ def require_program_type(prog_fd: int, allowed: tuple[str, ...], target: str) ->
     found = program_type(prog_fd)
     if found not in allowed:
         raise InvalidArgument(
-            f"a {found} program cannot attach to {target} (needs {' or '.join(allowed)})",
+            f"program of type {found} cannot attach to {target}"
+            f" (needs type {' or '.join(allowed)})",
             field="program",
             program_type=found,
         )

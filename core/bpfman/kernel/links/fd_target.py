@@ -441,7 +441,7 @@ def fd_link_info(link_pin: PathLike) -> FdLinkInfo:
                  "priority": int.from_bytes(raw[8:12], "little", signed=True),
                  "flags": u32(12)}
     else:
-        raise InvalidArgument(f"link {info.id} is a {kind} link, not an fd-target link",
+        raise InvalidArgument(f"link {info.id} has type {kind}, not an fd-target link",
                               field="link")
     return FdLinkInfo(int(info.id), int(info.prog_id), kind, attach_type, target, extra)
 

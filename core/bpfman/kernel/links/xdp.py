@@ -121,7 +121,7 @@ def remove_xdp(ifindex: int, expected_pin: Path | str | None = None, *, netns: N
     return XdpSwap(ifindex, netns, state.mode, old, None)
 
 
-def attached_program_id(ifindex: int, netns: NetNs = _HERE) -> tuple[int, str | None]:
+def attached_xdp_program(ifindex: int, netns: NetNs = _HERE) -> tuple[int, str | None]:
     """(program id, mode) of what is attached at the interface (0, None if nothing)."""
     state = netlink.xdp_query(ifindex, netns)
     return state.program_id, state.mode

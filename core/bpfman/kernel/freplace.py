@@ -1,7 +1,8 @@
-"""Kernel side of libxdp's multi-prog protocol (see `bpfman.dispatch`):
-read an attached libxdp dispatcher's config, load a dispatcher object with a
-given config, load a program as an extension (freplace) of a dispatcher
-slot, attach it with a freplace link, and libxdp's lock.
+"""Dispatchers and their extension (freplace) programs, the kernel side of
+the libxdp and TC freplace modes of `bpfman.dispatch`: load a dispatcher
+object with a given .rodata config, read an attached dispatcher's config,
+load a program as an extension of a dispatcher slot, attach it with a
+freplace link, hold pins for undo, and libxdp's lock.
 
 Pins follow libxdp: ``<bpffs>/xdp/dispatch-<ifindex>-<dispatcher id>/``
 holds ``prog<N>-prog`` (the extension program) and ``prog<N>-link`` (its
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from bpfman.kernel import pins
 from bpfman.kernel._sys import libbpf
-from bpfman.kernel._sys import splice as _sp
+from bpfman.kernel._sys import progload as _sp
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BPF_PROG_TYPE_EXT, BpfMapInfo, BpfProgInfo
 from bpfman.kernel.objects import _maps, _opened, _programs

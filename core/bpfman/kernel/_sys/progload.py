@@ -1,6 +1,8 @@
-"""ctypes bindings for multi-prog dispatch: relocated instructions of a loaded
-bpf_program, raw program loading with prog flags, BPF_PROG_TEST_RUN, and the
-instruction encoding (struct bpf_insn).
+"""ctypes bindings for loading and running programs outside libbpf's object
+flow: the relocated instructions of a loaded bpf_program (for the static
+dispatcher), BPF_PROG_TEST_RUN, and freplace (BPF_PROG_TYPE_EXT) loading and
+link creation. `BpfInsn` is the layout of struct bpf_insn; the instruction
+encoding the dispatcher generates is `bpfman.dispatch.static`'s.
 
 libbpf 1.1 facts these rely on (measured, tests/kernel/test_xdp.py):
 ``bpf_program__insns()``/``bpf_program__insn_cnt()`` called after
@@ -72,7 +74,7 @@ bpf_prog_test_run_opts = _bind(
 )
 
 
-# --- freplace (libxdp mode) -------------------------------------------------------------
+# --- freplace (libxdp and TC freplace modes) -------------------------------------
 
 BTF_KIND_FUNC = 12
 

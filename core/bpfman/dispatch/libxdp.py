@@ -1,5 +1,6 @@
-"""libxdp mode: the multi-prog protocol of libxdp/xdp-loader, so that both
-see and change the same chain.
+"""libxdp's dispatcher protocol, spoken so that libxdp/xdp-loader and the
+daemon see and change the same chain: its config struct and the libxdp
+mode's rebuild.
 
 A rebuild, under libxdp's lock (flock on ``<libxdp bpffs>/xdp``):
 1. read what the interface runs: nothing, or a libxdp dispatcher (any
@@ -22,16 +23,83 @@ path); rebuilds attach that same extension to the new dispatcher.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import attrs
 
-from bpfman import Conflict, dispatch
+from bpfman import kernel
 from bpfman.context import HookContext
-from bpfman.kernel import libxdp as kx
-from bpfman.kernel.links import xdp as xdp_links
+from bpfman.dispatch.freplace import build_dispatcher_object, ensure_extension
+from bpfman.dispatch.revisions import Revisions
+from bpfman.dispatch.semantics import DISPATCHER_RETURN_BIT, MAX_SLOTS, XDP, check_slot_count
+from bpfman.kernel.netns import NetNs
+from bpfman.model.errors import Conflict
 from bpfman.model.records import DispatcherRecord, LinkRecord
-from bpfman_xdp.params import XdpConfig
+
+LIBXDP_MAGIC = 236  # 'X' + 'D' + 'P'
+LIBXDP_CONFIG_SIZE = {2: 124, 3: 128}
+
+
+@attrs.frozen
+class LibxdpConfig:
+    """``struct xdp_dispatcher_config`` of libxdp (versions 2 and 3).
+
+    Layout: u8 magic (236) @0, u8 dispatcher_version @1, u8
+    num_progs_enabled @2, u8 is_xdp_frags @3, u32 chain_call_actions[10] @4,
+    u32 run_prios[10] @44, u32 program_flags[10] @84, (v3) u8
+    is_xdp_devbound @124, padded to 128. libxdp always sets bit 31 of every
+    used slot's chain_call_actions and strips it when reading.
+    """
+
+    version: int
+    chain_call_actions: tuple[int, ...]
+    run_prios: tuple[int, ...]
+    program_flags: tuple[int, ...] = ()
+    is_xdp_frags: bool = False
+    is_xdp_devbound: bool = False
+
+    @property
+    def num_progs_enabled(self) -> int:
+        return len(self.chain_call_actions)
+
+    def pack(self) -> bytes:
+        n = self.num_progs_enabled
+        if self.version not in LIBXDP_CONFIG_SIZE:
+            raise ValueError(f"unsupported libxdp dispatcher version {self.version}")
+        if n > MAX_SLOTS or len(self.run_prios) != n:
+            raise ValueError("one priority per slot, at most 10 slots")
+        flags = list(self.program_flags) or [0] * n
+        actions = [(a | (1 << DISPATCHER_RETURN_BIT)) & 0xFFFFFFFF
+                   for a in self.chain_call_actions]
+        pad = [0] * (MAX_SLOTS - n)
+        raw = struct.pack("<BBBB10I10I10I", LIBXDP_MAGIC, self.version, n,
+                          int(self.is_xdp_frags), *actions, *pad, *self.run_prios, *pad,
+                          *flags, *pad)
+        if self.version >= 3:
+            raw += struct.pack("<B3x", int(self.is_xdp_devbound))
+        assert len(raw) == LIBXDP_CONFIG_SIZE[self.version]
+        return raw
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> LibxdpConfig:
+        if len(raw) < 124 or raw[0] != LIBXDP_MAGIC:
+            raise ValueError("not a libxdp v2+ dispatcher config")
+        version, n, frags = raw[1], raw[2], raw[3]
+        if n > MAX_SLOTS:
+            raise ValueError(f"config claims {n} programs")
+        values = struct.unpack_from("<30I", raw, 4)
+        actions = tuple(a & ~(1 << DISPATCHER_RETURN_BIT) for a in values[0:n])
+        return cls(version=version, chain_call_actions=actions,
+                   run_prios=tuple(values[10:10 + n]),
+                   program_flags=tuple(values[20:20 + n]), is_xdp_frags=bool(frags),
+                   is_xdp_devbound=bool(version >= 3 and len(raw) > 124 and raw[124]))
+
+
+
+
+
+
 
 SOURCE = Path(__file__).with_name("xdp_dispatcher.bpf.c")
 SUPPORTED_VERSIONS = (2, 3)
@@ -39,8 +107,8 @@ SUPPORTED_VERSIONS = (2, 3)
 
 def dispatcher_object(version: int) -> Path:
     """Our dispatcher object for `version`, compiled at first use
-    (`dispatch.build_dispatcher_object`)."""
-    return dispatch.build_dispatcher_object(
+    (`build_dispatcher_object`)."""
+    return build_dispatcher_object(
         SOURCE, feature="libxdp_dispatcher", what="XDP dispatcher",
         defines={"DISPATCHER_VERSION": str(version)})
 
@@ -54,36 +122,37 @@ class _Slot:
     flags: int = 0
 
 
-def build(ctx: HookContext, cfg: XdpConfig, attach_point: str, target: object, ifindex: int,
-          ordered: list[LinkRecord]) -> DispatcherRecord | None:
-    from bpfman_xdp.chain import Target, _device_dir, _revisions
-
-    assert isinstance(target, Target)
-    netns = target.netns
-    ctx.kernel.ensure_bpffs(Path(cfg.libxdp_bpffs))
-    xdp_dir = Path(cfg.libxdp_bpffs) / "xdp"
-    root = _device_dir(ctx, target)
-    revisions = _revisions(root)
-    with kx.libxdp_lock(xdp_dir):
-        attached, _mode = xdp_links.attached_program_id(ifindex, netns)
+def build(ctx: HookContext, attach_point: str, iface: str, netns: NetNs, ifindex: int,
+          revs: Revisions, ordered: list[LinkRecord], *, libxdp_bpffs: Path,
+          dispatcher_version: int, attach_mode: str) -> DispatcherRecord | None:
+    """Rebuild the chain at `attach_point` (interface `iface`, `ifindex` in
+    `netns`) in libxdp mode, with our revision pins under `revs`; libxdp's
+    pins under `libxdp_bpffs`, a new dispatcher of `dispatcher_version`
+    unless one is attached, XDP attach mode `attach_mode`."""
+    kernel.ensure_bpffs(libxdp_bpffs)
+    xdp_dir = libxdp_bpffs / "xdp"
+    root = revs.root
+    revisions = revs.existing()
+    with kernel.libxdp_lock(xdp_dir):
+        attached, _mode = kernel.attached_xdp_program(ifindex, netns)
         ours = _our_extensions(ctx, revisions)
-        version = cfg.dispatcher_version
+        version = dispatcher_version
         foreign: list[_Slot] = []
         old_dir = xdp_dir / f"dispatch-{ifindex}-{attached}"
         if attached:
-            raw = kx.read_dispatcher_config(attached)
+            raw = kernel.read_dispatcher_config(attached)
             if raw is None or not old_dir.is_dir():
-                raise Conflict(f"interface {target.iface} runs XDP program {attached}, which"
+                raise Conflict(f"interface {iface} runs XDP program {attached}, which"
                                " is not a libxdp dispatcher (or its pins are missing); unload"
-                               " it first", iface=target.iface, attached=attached)
+                               " it first", iface=iface, attached=attached)
             try:
-                conf = dispatch.LibxdpConfig.unpack(raw)
+                conf = LibxdpConfig.unpack(raw)
             except ValueError as exc:
-                raise Conflict(f"interface {target.iface} runs a libxdp dispatcher of an"
+                raise Conflict(f"interface {iface} runs a libxdp dispatcher of an"
                                f" older protocol (v1): unload it first ({exc})") from exc
             if conf.version not in SUPPORTED_VERSIONS:
                 raise Conflict(f"libxdp dispatcher version {conf.version} on"
-                               f" {target.iface} is not supported here")
+                               f" {iface} is not supported here")
             version = conf.version
             for i in range(conf.num_progs_enabled):
                 pin = old_dir / f"prog{i}-prog"
@@ -92,13 +161,13 @@ def build(ctx: HookContext, cfg: XdpConfig, attach_point: str, target: object, i
                 foreign.append(_Slot(conf.run_prios[i], conf.chain_call_actions[i], pin,
                                      flags=conf.program_flags[i]))
         mine = [_Slot(ln.params.get("priority", 50),
-                      dispatch.XDP.mask(ln.params.get("proceed_on", [])), Path(ln.pin_path),
+                      XDP.mask(ln.params.get("proceed_on", [])), Path(ln.pin_path),
                       link=ln) for ln in ordered]
         slots = sorted(mine + foreign, key=lambda s: s.priority)
-        dispatch.check_slot_count(len(slots), f"interface {target.iface}")
+        check_slot_count(len(slots), f"interface {iface}")
         if not slots:
             if attached:
-                swap = xdp_links.remove_xdp(ifindex, netns=netns, expected_id=attached)
+                swap = kernel.remove_xdp(ifindex, netns=netns, expected_id=attached)
                 if swap is not None:
                     ctx.undo.callback(swap.undo)
                 _drop_old(ctx, old_dir)
@@ -108,12 +177,12 @@ def build(ctx: HookContext, cfg: XdpConfig, attach_point: str, target: object, i
         rev = (revisions[-1][0] if revisions else 0) + 1
         new_rev = root / f"rev_{rev}"
         ctx.undo.callback(ctx.kernel.remove_pin_dir, new_rev)
-        config = dispatch.LibxdpConfig(
+        config = LibxdpConfig(
             version=version, chain_call_actions=tuple(s.actions for s in slots),
             run_prios=tuple(s.priority for s in slots),
             program_flags=tuple(s.flags for s in slots))
         disp_pin = new_rev / "attached"
-        program_id = kx.load_dispatcher(dispatcher_object(version), config.pack(), disp_pin)
+        program_id = kernel.load_dispatcher(dispatcher_object(version), config.pack(), disp_pin)
         new_dir = xdp_dir / f"dispatch-{ifindex}-{program_id}"
         new_dir.mkdir(mode=0o700, exist_ok=True)
         ctx.undo.callback(ctx.kernel.remove_pin_dir, new_dir)
@@ -121,15 +190,15 @@ def build(ctx: HookContext, cfg: XdpConfig, attach_point: str, target: object, i
             func = "xdp_dispatcher" if len(slots) == 1 else f"prog{i}"
             ext_pin = slot.ext_pin
             if slot.link is not None:
-                dispatch.ensure_extension(ctx, slot.link, disp_pin, func,
+                ensure_extension(ctx, slot.link, disp_pin, func,
                                            slot.link.details["object_path"])
                 with ctx.kernel.open_pinned(ext_pin, "prog") as fd:
                     ctx.kernel.pin_fd(fd, new_rev / f"slot_{slot.link.link_id}")
             with ctx.kernel.open_pinned(ext_pin, "prog") as fd:
                 ctx.kernel.pin_fd(fd, new_dir / f"prog{i}-prog")
-            kx.attach_extension(ext_pin, disp_pin, func, new_dir / f"prog{i}-link")
-        swap = xdp_links.swap_xdp(ifindex, disp_pin, netns=netns,
-                                  mode=cfg.xdp_mode_for(target.iface),
+            kernel.attach_extension(ext_pin, disp_pin, func, new_dir / f"prog{i}-link")
+        swap = kernel.swap_xdp(ifindex, disp_pin, netns=netns,
+                                  mode=attach_mode,
                                   expected_id=attached or None)
         ctx.undo.callback(swap.undo)
         if attached:
@@ -140,7 +209,8 @@ def build(ctx: HookContext, cfg: XdpConfig, attach_point: str, target: object, i
                  " revision %d", attach_point, version, program_id, len(slots), len(foreign),
                  rev)
     return DispatcherRecord(attach_point=attach_point, type="xdp", mode="libxdp",
-                            program_id=program_id, revision=rev, pin_dir=str(new_dir))
+                            program_id=program_id, revision=rev, pin_dir=str(new_dir),
+                            attach_mode=swap.mode)
 
 
 def _our_extensions(ctx: HookContext, revisions: list[tuple[int, Path]]) -> set[int]:
@@ -157,6 +227,6 @@ def _our_extensions(ctx: HookContext, revisions: list[tuple[int, Path]]) -> set[
 def _drop_old(ctx: HookContext, old_dir: Path) -> None:
     """Remove the old dispatcher's pins (its freplace links go with them),
     keeping them restorable until the call commits."""
-    held = kx.HeldPins(old_dir)
+    held = kernel.HeldPins(old_dir)
     ctx.kernel.remove_pin_dir(old_dir)
     ctx.undo.callback(held.restore)

@@ -1,4 +1,5 @@
-"""Making the kernel run one interface's ordered XDP programs.
+"""Making the kernel run one interface's ordered XDP programs, in the mode
+the XDP plugin's policy chooses (static, single or libxdp).
 
 One attach point is one interface (by name) in one network namespace. Its
 pins live in ``<bpffs>/dispatchers/xdp/<netns_id>_<iface>/rev_<n>/`` where
@@ -11,18 +12,20 @@ program open so that a later failure in the same call swaps it back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 
-from bpfman import AttachTargetNotFound, Conflict, KernelFeatureMissing, dispatch
+from bpfman import kernel
 from bpfman.context import HookContext
-from bpfman.kernel import netlink
-from bpfman.kernel.links import xdp as xdp_links
+from bpfman.dispatch import libxdp
+from bpfman.dispatch.revisions import Revisions
+from bpfman.dispatch.semantics import XDP, check_slot_count
+from bpfman.dispatch.static import StaticSlot, pin_static_dispatcher
 from bpfman.kernel.netns import NetNs
+from bpfman.model.errors import AttachTargetNotFound, Conflict
 from bpfman.model.records import DispatcherRecord, LinkRecord
-from bpfman_xdp.params import XdpConfig
 
 TYPE = "xdp"
 STATIC_NAME = "xdp_chain"  # never "xdp_dispatcher": libxdp would take it for its own
@@ -46,8 +49,9 @@ class Target:
     def netns(self) -> NetNs:
         return NetNs(self.netns_path)
 
-    def alive(self) -> str | None:
-        """None if the namespace is still the one recorded, else why not."""
+    def why_gone(self) -> str | None:
+        """Why the recorded namespace is gone (deleted, or another one now has
+        its path), or None while it is still there."""
         if self.netns_path is None:
             return None
         ns = self.netns
@@ -62,97 +66,89 @@ def attach_point_key(iface: str, netns: str | None) -> str:
     return f"{iface}@{netns}" if netns else iface
 
 
-def choose_mode(cfg: XdpConfig, features: Any, iface: str, count: int) -> str:
-    """The dispatcher mode for `count` programs on `iface` (see docs/xdp.md)."""
-    want = cfg.dispatcher_for(iface)
-    ext = bool(getattr(features, "ext_programs", False))
-    if want == "single":
-        if count > 1:
-            raise Conflict(f"interface {iface} is configured for single mode: it runs one"
-                           " XDP program; detach it first", iface=iface)
-        return "single"
-    if want == "auto":
-        want = "libxdp" if ext else "static"
-    if want == "libxdp" and not ext:
-        note = getattr(features, "notes", {}).get("ext_programs", "not supported")
-        raise KernelFeatureMissing("ext_programs", f"libxdp mode needs extension programs: {note}")
-    if want == "static" and count == 1:
-        return "single"
-    return want
+@attrs.frozen
+class XdpPolicy:
+    """What the XDP plugin decided for one interface; this module carries it out.
+
+    :param mode: the dispatcher mode ("static", "single", "libxdp") for a
+        chain of n programs (may raise to refuse n).
+    :param attach_mode: the XDP attach mode (auto, native, generic, offload).
+    :param libxdp_bpffs: where libxdp keeps its pins (libxdp mode).
+    :param dispatcher_version: libxdp dispatcher version for a new dispatcher.
+    """
+
+    mode: Callable[[int], str]
+    attach_mode: str
+    libxdp_bpffs: Path
+    dispatcher_version: int
 
 
-def _revisions(root: Path) -> list[tuple[int, Path]]:
-    out = []
-    if root.is_dir():
-        for entry in root.iterdir():
-            if entry.name.startswith("rev_") and entry.name[4:].isdigit():
-                out.append((int(entry.name[4:]), entry))
-    return sorted(out)
-
-
-def _device_dir(ctx: HookContext, target: Target) -> Path:
+def _revisions(ctx: HookContext, target: Target) -> Revisions:
     # Interface names may hold '.', which pin paths must not (libbpf rewrites it).
-    return ctx.bpffs.dispatcher_dir(TYPE, target.netns_id, target.iface.replace(".", "%"))
+    return Revisions(ctx.bpffs.dispatcher_dir(TYPE, target.netns_id,
+                                              target.iface.replace(".", "%")))
 
 
-def _gone(ctx: HookContext, cfg: XdpConfig, target: Target, root: Path, attach_point: str,
+def _gone(ctx: HookContext, policy: XdpPolicy, revs: Revisions, attach_point: str,
           ordered: list[LinkRecord], why: str) -> DispatcherRecord | None:
     ctx.log.warning("xdp %s: %s; its programs were detached with it; removing the"
                     " dispatcher pins", attach_point, why)
     # A libxdp-mode dispatcher of ours also has pins where libxdp keeps them.
     ours = set()
-    for _n, rev_dir in _revisions(root):
+    for _n, rev_dir in revs.existing():
         try:
             ours.add(ctx.kernel.program_id_of_pin(rev_dir / "attached"))
         except Exception as exc:
             ctx.log.warning("xdp: unreadable pin %s: %s", rev_dir / "attached", exc)
-    xdp_dir = Path(cfg.libxdp_bpffs) / "xdp"
+    xdp_dir = policy.libxdp_bpffs / "xdp"
     if ours and xdp_dir.is_dir():
         for entry in xdp_dir.glob("dispatch-*-*"):
             tail = entry.name.rsplit("-", 1)[-1]
             if tail.isdigit() and int(tail) in ours:
                 ctx.kernel.remove_pin_dir(entry)
-    ctx.kernel.remove_pin_dir(root)
+    ctx.kernel.remove_pin_dir(revs.root)
     if not ordered:
         return None
     return DispatcherRecord(attach_point=attach_point, type=TYPE, mode="gone",
                             program_id=None, revision=0, pin_dir=None)
 
 
-def build(ctx: HookContext, attach_point: str, ordered: list[LinkRecord]) -> (
-    DispatcherRecord | None
-):
-    cfg = XdpConfig.parse(ctx.plugin_config)
+def build(ctx: HookContext, attach_point: str, ordered: list[LinkRecord],
+          policy_for: Callable[[str], XdpPolicy]) -> DispatcherRecord | None:
+    """Make the interface of `attach_point` run `ordered`, as the plugin's
+    `policy_for(interface name)` says (the `bpfman_build_dispatcher` contract)."""
     target = Target.parse(attach_point)
-    root = _device_dir(ctx, target)
-    why = target.alive()
+    policy = policy_for(target.iface)
+    revs = _revisions(ctx, target)
+    root = revs.root
+    why = target.why_gone()
     if why:
-        return _gone(ctx, cfg, target, root, attach_point, ordered, why)
+        return _gone(ctx, policy, revs, attach_point, ordered, why)
     try:
-        ifindex = netlink.ifindex(target.iface, target.netns)
+        ifindex = kernel.interface_index(target.iface, netns=target.netns)
     except AttachTargetNotFound:
-        return _gone(ctx, cfg, target, root, attach_point, ordered,
+        return _gone(ctx, policy, revs, attach_point, ordered,
                      f"interface {target.iface} no longer exists")
-    dispatch.check_slot_count(len(ordered), f"interface {target.iface}")
-    mode = choose_mode(cfg, ctx.features, target.iface, max(1, len(ordered)))
+    check_slot_count(len(ordered), f"interface {target.iface}")
+    mode = policy.mode(max(1, len(ordered)))
     if mode == "libxdp":
-        from bpfman_xdp import libxdp
-
-        return libxdp.build(ctx, cfg, attach_point, target, ifindex, ordered)
-    revisions = _revisions(root)
+        return libxdp.build(ctx, attach_point, target.iface, target.netns, ifindex, revs,
+                            ordered, libxdp_bpffs=policy.libxdp_bpffs,
+                            dispatcher_version=policy.dispatcher_version,
+                            attach_mode=policy.attach_mode)
+    revisions = revs.existing()
     live = _live_pin(ctx, ifindex, target, revisions)
 
     if not ordered:
         if live is not None:
-            swap = xdp_links.remove_xdp(ifindex, live, netns=target.netns)
+            swap = kernel.remove_xdp(ifindex, live, netns=target.netns)
             if swap is not None:
                 ctx.undo.callback(swap.undo)
         ctx.kernel.remove_pin_dir(root)
         return None
 
-    mode = choose_mode(cfg, ctx.features, target.iface, len(ordered))
-    rev = (revisions[-1][0] if revisions else 0) + 1
-    new_dir = root / f"rev_{rev}"
+    mode = policy.mode(len(ordered))
+    rev, new_dir = revs.next()
     new_pin = new_dir / "attached"
     ctx.undo.callback(ctx.kernel.remove_pin_dir, new_dir)
     if mode == "single":
@@ -160,22 +156,23 @@ def build(ctx: HookContext, attach_point: str, ordered: list[LinkRecord]) -> (
             ctx.kernel.pin_fd(fd, new_pin)
         program_id = ctx.kernel.program_id_of_pin(new_pin)
     else:
-        slots = [dispatch.StaticSlot(
+        slots = [StaticSlot(
             program_pin=ln.details["program_pin"], object_path=ln.details["object_path"],
             program_name=ln.details["program_name"],
-            proceed_on=dispatch.XDP.mask(ln.params.get("proceed_on", [])),
+            proceed_on=XDP.mask(ln.params.get("proceed_on", [])),
             map_pin_dir=ln.details.get("map_pin_dir")) for ln in ordered]
-        program_id = dispatch.pin_static_dispatcher(slots, dispatch.XDP, name=STATIC_NAME,
+        program_id = pin_static_dispatcher(slots, XDP, name=STATIC_NAME,
                                                     pin=new_pin)
-    swap = xdp_links.swap_xdp(ifindex, new_pin, netns=target.netns,
-                              mode=cfg.xdp_mode_for(target.iface), expected_pin=live)
+    swap = kernel.swap_xdp(ifindex, new_pin, netns=target.netns, mode=policy.attach_mode,
+                           expected_pin=live)
     ctx.undo.callback(swap.undo)
     for _n, old in revisions:
         ctx.kernel.remove_pin_dir(old)
     ctx.log.info("xdp %s: %s chain of %d program(s) attached (%s), program %d, revision %d",
                  attach_point, mode, len(ordered), swap.mode, program_id, rev)
     return DispatcherRecord(attach_point=attach_point, type=TYPE, mode=mode,
-                            program_id=program_id, revision=rev, pin_dir=str(new_dir))
+                            program_id=program_id, revision=rev, pin_dir=str(new_dir),
+                            attach_mode=swap.mode)
 
 
 def drift(ctx: HookContext, attach_point: str) -> tuple[str, bool] | None:
@@ -183,13 +180,13 @@ def drift(ctx: HookContext, attach_point: str) -> tuple[str, bool] | None:
     the interface runs: (problem, whether rebuilding from the records fixes it).
     None when they agree (or the chain is libxdp's, which other tools share)."""
     target = Target.parse(attach_point)
-    if target.alive():  # a deleted namespace is reported by the plugin itself
+    if target.why_gone():  # a deleted namespace is reported by the plugin itself
         return None
-    revisions = _revisions(_device_dir(ctx, target))
+    revisions = _revisions(ctx, target).existing()
     if not revisions:
         return None
     try:
-        ifindex = netlink.ifindex(target.iface, target.netns)
+        ifindex = kernel.interface_index(target.iface, netns=target.netns)
         live = _live_pin(ctx, ifindex, target, revisions)
     except AttachTargetNotFound:
         return f"interface {target.iface} no longer exists", False
@@ -204,7 +201,7 @@ def _live_pin(ctx: HookContext, ifindex: int, target: Target,
               revisions: list[tuple[int, Path]]) -> Path | None:
     """The pin of our program that the interface runs now, or None if it
     runs nothing. Something else attached is a Conflict (not ours to replace)."""
-    attached, _mode = xdp_links.attached_program_id(ifindex, target.netns)
+    attached, _mode = kernel.attached_xdp_program(ifindex, target.netns)
     for _n, rev_dir in reversed(revisions):
         pin = rev_dir / "attached"
         try:
@@ -223,4 +220,4 @@ def _live_pin(ctx: HookContext, ifindex: int, target: Target,
     return None
 
 
-__all__ = ["TYPE", "Target", "attach_point_key", "build", "choose_mode"]
+__all__ = ["TYPE", "Target", "XdpPolicy", "attach_point_key", "build", "drift"]
