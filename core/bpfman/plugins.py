@@ -18,8 +18,11 @@ import pluggy
 
 from bpfman import hookspecs
 from bpfman.kinds import KindSpec
+from bpfman.model.records import AttachPoint, LinkRecord
 
 ENTRY_POINT_GROUP = "bpfman.plugins"
+#: registered first, run last: the core's own answer where no plugin has one
+CORE_DEFAULTS = "bpfman.core-defaults"
 
 log = logging.getLogger("bpfman.plugins")
 
@@ -64,7 +67,8 @@ class PluginRegistry:
         return caller(**kwargs)
 
     def plugin_names(self) -> list[str]:
-        return sorted(name for name, _ in self.pm.list_name_plugin() if name is not None)
+        return sorted(name for name, _ in self.pm.list_name_plugin()
+                      if name is not None and name != CORE_DEFAULTS)
 
 
 def build_plugin_manager(
@@ -78,6 +82,7 @@ def build_plugin_manager(
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    pm.register(CoreDefaults(), name=CORE_DEFAULTS)
     failures: list[PluginFailure] = []
     versions: dict[str, str | None] = {}
     for name in disabled:
@@ -150,3 +155,18 @@ def _declared_kinds(pm: pluggy.PluginManager, plugin: Any) -> list[KindSpec]:
 def hooks_of(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     callers = pm.get_hookcallers(plugin) or []
     return sorted(c.name for c in callers)
+
+
+def default_order(links: list[LinkRecord]) -> list[LinkRecord]:
+    """Priority ascending; ties keep attach order (the monotonic ``seq``)."""
+    return sorted(links, key=lambda link: (link.params.get("priority", 0), link.seq))
+
+
+class CoreDefaults:
+    """The core's implementations of hooks a plugin may override (`trylast`:
+    any plugin's answer comes first)."""
+
+    @hookspecs.hookimpl(trylast=True)
+    def bpfman_order_links(self, attach_point: AttachPoint,
+                           links: list[LinkRecord]) -> list[LinkRecord]:
+        return default_order(links)

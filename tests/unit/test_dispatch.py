@@ -22,8 +22,8 @@ from bpfman.dispatch.libxdp import LibxdpConfig
 from bpfman.dispatch.static import decode, insn
 from bpfman.dispatch.xdp import Target, attach_point_key
 from bpfman.kernel._sys.progload import BpfInsn, BpfLinkCreateOpts, BpfTestRunOpts
-from bpfman.manager import default_order
 from bpfman.model.records import LinkRecord
+from bpfman.plugins import default_order
 from bpfman_xdp.params import XdpConfig, XdpParams
 from bpfman_xdp.plugin import choose_mode
 

@@ -165,8 +165,8 @@ async def run(
         drifts = await trio.to_thread.run_sync(manager.reconcile)
         log.info("reconciled state: %d repair(s)", len(drifts))
         with contextlib.ExitStack() as no_undo:
-            ctx = manager._ctx(None, no_undo)
-            manager._notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
+            ctx = manager.context(None, no_undo)
+            manager.notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
         lane = FairLane()
         methods = method_table(manager, lane)
         _tune_gc()

@@ -35,7 +35,7 @@ from bpfman.dispatch.revisions import Revisions
 from bpfman.dispatch.semantics import DISPATCHER_RETURN_BIT, MAX_SLOTS, XDP, check_slot_count
 from bpfman.kernel.netns import NetNs
 from bpfman.model.errors import Conflict
-from bpfman.model.records import DispatcherRecord, LinkRecord
+from bpfman.model.records import AttachPoint, DispatcherRecord, LinkRecord
 
 LIBXDP_MAGIC = 236  # 'X' + 'D' + 'P'
 LIBXDP_CONFIG_SIZE = {2: 124, 3: 128}
@@ -122,7 +122,7 @@ class _Slot:
     flags: int = 0
 
 
-def build(ctx: HookContext, attach_point: str, iface: str, netns: NetNs, ifindex: int,
+def build(ctx: HookContext, attach_point: AttachPoint, iface: str, netns: NetNs, ifindex: int,
           revs: Revisions, ordered: list[LinkRecord], *, libxdp_bpffs: Path,
           dispatcher_version: int, attach_mode: str) -> DispatcherRecord | None:
     """Rebuild the chain at `attach_point` (interface `iface`, `ifindex` in

@@ -25,7 +25,7 @@ from bpfman.dispatch.semantics import XDP, check_slot_count
 from bpfman.dispatch.static import StaticSlot, pin_static_dispatcher
 from bpfman.kernel.netns import NetNs
 from bpfman.model.errors import AttachTargetNotFound, Conflict
-from bpfman.model.records import DispatcherRecord, LinkRecord
+from bpfman.model.records import AttachPoint, DispatcherRecord, LinkRecord
 
 TYPE = "xdp"
 STATIC_NAME = "xdp_chain"  # never "xdp_dispatcher": libxdp would take it for its own
@@ -40,10 +40,13 @@ class Target:
     netns_id: int
 
     @classmethod
-    def parse(cls, attach_point: str) -> Target:
-        _type, netns_id, key = attach_point.split(":", 2)
-        iface, _, netns = key.partition("@")
-        return cls(iface=iface, netns_path=netns or None, netns_id=int(netns_id))
+    def parse(cls, attach_point: AttachPoint | str) -> Target:
+        """From the attach point (or its text, as link records keep it)."""
+        if isinstance(attach_point, str):
+            attach_point = AttachPoint.parse(attach_point)
+        iface, _, netns = attach_point.key.partition("@")
+        return cls(iface=iface, netns_path=netns or None,
+                   netns_id=attach_point.netns_id or 0)
 
     @property
     def netns(self) -> NetNs:
@@ -89,7 +92,7 @@ def _revisions(ctx: HookContext, target: Target) -> Revisions:
                                               target.iface.replace(".", "%")))
 
 
-def _gone(ctx: HookContext, policy: XdpPolicy, revs: Revisions, attach_point: str,
+def _gone(ctx: HookContext, policy: XdpPolicy, revs: Revisions, attach_point: AttachPoint,
           ordered: list[LinkRecord], why: str) -> DispatcherRecord | None:
     ctx.log.warning("xdp %s: %s; its programs were detached with it; removing the"
                     " dispatcher pins", attach_point, why)
@@ -113,7 +116,7 @@ def _gone(ctx: HookContext, policy: XdpPolicy, revs: Revisions, attach_point: st
                             program_id=None, revision=0, pin_dir=None)
 
 
-def build(ctx: HookContext, attach_point: str, ordered: list[LinkRecord],
+def build(ctx: HookContext, attach_point: AttachPoint, ordered: list[LinkRecord],
           policy_for: Callable[[str], XdpPolicy]) -> DispatcherRecord | None:
     """Make the interface of `attach_point` run `ordered`, as the plugin's
     `policy_for(interface name)` says (the `bpfman_build_dispatcher` contract)."""
@@ -175,7 +178,7 @@ def build(ctx: HookContext, attach_point: str, ordered: list[LinkRecord],
                             attach_mode=swap.mode)
 
 
-def drift(ctx: HookContext, attach_point: str) -> tuple[str, bool] | None:
+def drift(ctx: HookContext, attach_point: AttachPoint | str) -> tuple[str, bool] | None:
     """What differs between our static/single chain at `attach_point` and what
     the interface runs: (problem, whether rebuilding from the records fixes it).
     None when they agree (or the chain is libxdp's, which other tools share)."""

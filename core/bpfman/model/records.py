@@ -37,7 +37,21 @@ class AttachPoint:
     netns_id: int | None = None
 
     def lock_key(self) -> str:
+        """The text form the store keeps (``type:netns_id:key``)."""
         return f"{self.type}:{self.netns_id or 0}:{self.key}"
+
+    @classmethod
+    def parse(cls, text: str) -> AttachPoint:
+        """The inverse of `lock_key`."""
+        kind, netns_id, key = text.split(":", 2)
+        return cls(type=kind, key=key, netns_id=int(netns_id) or None)
+
+    def __str__(self) -> str:
+        return self.lock_key()
+
+
+def _attach_point_text(value: AttachPoint | str) -> str:
+    return value.lock_key() if isinstance(value, AttachPoint) else value
 
 
 @attrs.frozen
@@ -84,9 +98,9 @@ class LinkRecord:
 
 @attrs.frozen
 class DispatcherRecord:
-    """A multi-prog dispatcher at one attach point."""
+    """A multi-prog dispatcher at one attach point (kept as its `lock_key`)."""
 
-    attach_point: str
+    attach_point: str = attrs.field(converter=_attach_point_text)
     type: str
     mode: str
     program_id: int | None

@@ -150,7 +150,7 @@ def _detach_restorably(ctx: HookContext, program_pin: Path, link: LinkRecord) ->
 
 
 @hookimpl
-def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
+def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
     """Make the cgroup hook run our links in `ordered` order."""
     if not ordered:

@@ -127,7 +127,7 @@ def _mask(link: LinkRecord) -> int:
 
 
 @hookimpl
-def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
+def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
     k = ctx.kernel
     if not ordered:
@@ -199,11 +199,11 @@ def _mode(ctx: HookContext) -> str:
     return "freplace"
 
 
-def _remove(ctx: HookContext, attach_point: str) -> None:
+def _remove(ctx: HookContext, attach_point: AttachPoint) -> None:
     """The last link is gone: take our filter off and clean up. Only the
-    attach point ("tc:NETNS_ID:IFACE/DIRECTION") is left to go by."""
-    _type, netns_id, key = attach_point.split(":", 2)
-    iface, _, direction = key.rpartition("/")
+    attach point (key "IFACE/DIRECTION" in a namespace) is left to go by."""
+    netns_id = attach_point.netns_id or 0
+    iface, _, direction = attach_point.key.rpartition("/")
     netns = _netns_path(int(netns_id))
     params = TcParams(iface=iface, direction=direction, netns=netns)
     ns = _ns(params)
@@ -225,11 +225,10 @@ def _remove(ctx: HookContext, attach_point: str) -> None:
     ctx.kernel.remove_pin_dir(_gone_dir(ctx, attach_point))
 
 
-def _gone_dir(ctx: HookContext, attach_point: str) -> Path:
+def _gone_dir(ctx: HookContext, attach_point: AttachPoint) -> Path:
     """The dispatcher directory of `attach_point` without entering its netns."""
-    _type, netns_id, key = attach_point.split(":", 2)
-    iface, _, direction = key.rpartition("/")
-    return ctx.bpffs.dispatcher_dir(f"tc-{direction}", int(netns_id), iface)
+    iface, _, direction = attach_point.key.rpartition("/")
+    return ctx.bpffs.dispatcher_dir(f"tc-{direction}", attach_point.netns_id or 0, iface)
 
 
 def _netns_path(netns_id: int) -> str | None:

@@ -143,7 +143,7 @@ def _swap_program(ctx: HookContext, ln: LinkRecord, kernel_link_id: int) -> None
 
 
 @hookimpl
-def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
+def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
     """Make the kernel chain hold our links in `ordered` order."""
     if not ordered:

@@ -138,9 +138,9 @@ def bpfman_detach(ctx: HookContext, program: ProgramRecord, link: LinkRecord) ->
 
 
 @hookimpl
-def bpfman_build_dispatcher(ctx: HookContext, attach_point: str,
+def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
-    if not attach_point.startswith(f"{TYPE}:"):
+    if attach_point.type != TYPE:
         return None
     return chain.build(ctx, attach_point, ordered, functools.partial(_policy, ctx))
 
