@@ -1,16 +1,22 @@
-"""CLI polish: every command's --help has examples; completion covers commands."""
+"""CLI polish: every command's --help has examples, and they and every command
+line of the docs parse into requests; completion covers commands."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from bpfman.cli.args import program_selector
 from bpfman.cli.completion import bash_completion
 from bpfman.cli.main import main
-from bpfman.cli.parser import build_parser
+from bpfman.cli.parser import EXAMPLES, build_parser
 from bpfman.cli.render import render
+from bpfman.cli.request import build_calls
+
+ROOT = Path(__file__).parents[2]
 
 COMMANDS = ["load", "attach", "detach", "unload", "list", "get", "link", "dispatchers",
             "events", "map", "plugins", "info", "call", "completion"]
@@ -39,7 +45,7 @@ def test_bash_completion_completes_commands_and_options(tmp_path: object) -> Non
 
     assert {"load", "list", "link"} <= complete("l")
     assert complete("map", "") >= {"list", "get", "dump", "update", "delete"}
-    assert complete("list", "--a") == {"--all"}
+    assert complete("list", "--al") == {"--all"}
     assert "file" in complete("load", "")
 
 
@@ -62,3 +68,57 @@ def test_dispatcher_table_with_and_without_proceed_on() -> None:
     assert lines[1].split() == ["priority", "10", "program", "9", "-", "link", "4"]
     assert lines[4].split() == ["priority", "50", "program", "7", "-", "link", "1",
                                 "proceed-on", "pass"]
+
+
+def parses(line: str) -> None:
+    """`line` (``bpfman ...``) parses and makes its calls, or is a local command."""
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    if args.command in ("load-from-image", "completion") or (
+            args.command == "image" and args.image_command == "build"):
+        return
+    assert build_calls(args), line
+
+
+def test_every_help_example_parses() -> None:
+    lines = [line.strip() for text in EXAMPLES.values() for line in text.splitlines()
+             if line.strip().startswith("bpfman ")]
+    assert len(lines) > 20
+    for line in lines:
+        parses(line)
+
+
+def documented_commands(page: Path) -> list[str]:
+    """The `bpfman` command lines of a page's indented code blocks, joined
+    across ``\\`` continuations, without comments or shell redirections;
+    lines with ``<placeholders>`` left out."""
+    found, lines = [], page.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("    ") and line.strip().startswith("bpfman "):
+            command = line.strip()
+            while command.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                command = command[:-1] + " " + lines[i].strip()
+            command = command.split(" #")[0].split(" > ")[0].split(" | ")[0].strip()
+            if "<" not in command:
+                found.append(command)
+        i += 1
+    return found
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+         *sorted((ROOT / "examples").glob("*/README.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_documented_command_parses(page: Path) -> None:
+    for command in documented_commands(page):
+        parses(command)
+
+
+def test_the_cli_page_shows_upstreams_shapes() -> None:
+    commands = documented_commands(ROOT / "docs" / "cli.md")
+    for shape in ("get program", "get link", "list links -m", "--ignore-missing",
+                  "image pull -i", "-a web"):
+        assert any(shape in c for c in commands), shape

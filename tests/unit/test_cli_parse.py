@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import shlex
 import sys
 import types
 from pathlib import Path
@@ -16,7 +18,7 @@ from bpfman.cli.main import main
 from bpfman.cli.parser import build_parser
 from bpfman.cli.rawopts import coerce_value, parse_attach_options
 from bpfman.cli.render import format_error, render
-from bpfman.cli.request import build_request
+from bpfman.cli.request import build_calls, build_request
 from bpfman.client import RpcError
 
 
@@ -278,3 +280,167 @@ def test_format_error_shows_what_to_fix() -> None:
     assert "incident ab12cd34" in format_error(
         RpcError(-32603, "internal error", {"incident": "ab12cd34"})
     )
+
+
+# -- upstream bpfman's command shapes (its CLI guide), beside ours -------------
+
+def calls(*argv: str) -> list[tuple[str, dict[str, Any]]]:
+    return build_calls(build_parser().parse_args(list(argv)))
+
+
+def test_programs_repeated_add_up() -> None:
+    _, params = request("load", "file", "-p", "/x.o", "--programs", "xdp:a",
+                        "--programs", "tc:b")
+    assert [p["name"] for p in params["programs"]] == ["a", "b"]
+
+
+def test_get_program_and_get_link() -> None:
+    assert request("get", "program", "9") == ("program.get", {"program_id": 9})
+    assert request("get", "link", "5") == ("link.get", {"link_id": 5})
+    for bad in (["get", "links", "5"], ["get", "program", "x"], ["get", "5", "6"],
+                ["get", "link", "5", "6"]):
+        with pytest.raises(UsageError):
+            request(*bad)
+
+
+def test_unload_and_detach_take_several_ids() -> None:
+    assert calls("unload", "9", "10") == [("program.unload", {"program_id": 9}),
+                                          ("program.unload", {"program_id": 10})]
+    assert calls("detach", "5", "6", "--ignore-missing") == [
+        ("program.detach", {"link_id": 5}), ("program.detach", {"link_id": 6})]
+    assert build_parser().parse_args(["unload", "1", "--ignore-missing"]).ignore_missing
+
+
+def test_unload_help_says_links_are_detached(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["unload", "--help"]) == 0
+    assert "links are detached first" in capsys.readouterr().out
+
+
+def test_comma_separated_metadata_everywhere() -> None:
+    _, load = request("load", "file", "-p", "/x.o", "--programs", "xdp:p",
+                      "-m", "a=1,b=2", "c=3", "--metadata", "note=x,y")
+    assert load["metadata"] == {"a": "1", "b": "2", "c": "3", "note": "x,y"}
+    _, attach = request("attach", "3", "tracepoint", "-t", "sched/sched_switch",
+                        "-m", "a=1,b=2")
+    assert attach["metadata"] == {"a": "1", "b": "2"}
+    _, raw = request("attach", "3", "nosuchtype", "--x", "1", "-m", "a=1,b=2")
+    assert raw["metadata"] == {"a": "1", "b": "2"}
+    _, listing = request("list", "programs", "-m", "a=1,b=2")
+    assert listing["metadata"] == {"a": "1", "b": "2"}
+
+
+def test_application_is_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    _, load = request("load", "file", "-p", "/x.o", "--programs", "xdp:p", "-a", "web")
+    assert load["metadata"] == {"bpfman_application": "web"}
+    assert capsys.readouterr().err == ""
+    _, load = request("load", "file", "-p", "/x.o", "--programs", "xdp:p", "--application",
+                      "web", "-m", "bpfman_application=shop")
+    assert load["metadata"] == {"bpfman_application": "shop"}  # --metadata's, as upstream
+    assert "--application web ignored" in capsys.readouterr().err
+    _, image = request("load", "image", "-i", "r.io/x:v1", "--programs", "xdp:p", "-a", "web")
+    assert image["metadata"] == {"bpfman_application": "web"}
+
+
+def test_list_with_upstream_flags() -> None:
+    assert request("list", "programs", "-p", "xdp", "--application", "web",
+                   "-m", "env=prod,team=net", "-a") == ("program.list", {
+                       "type": "xdp", "all": True, "metadata": {
+                           "env": "prod", "team": "net", "bpfman_application": "web"}})
+    assert request("list", "program", "--metadata-selector", "a=b") == (
+        "program.list", {"metadata": {"a": "b"}})
+    assert request("list", "links", "--application", "web", "-p", "tc") == (
+        "link.list", {"type": "tc", "metadata": {"bpfman_application": "web"}})
+    assert request("list", "link", "-m", "a=b") == ("link.list", {"metadata": {"a": "b"}})
+    assert request("list", "-m", "a=b", "links", "-m", "c=d") == (
+        "link.list", {"metadata": {"a": "b", "c": "d"}})
+
+
+def test_hidden_list_aliases_stay_out_of_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--help"]) == 0
+    usage = capsys.readouterr().out
+    assert "{programs,links}" in usage and "program," not in usage
+
+
+def test_relative_path_is_made_absolute(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _, params = request("load", "file", "--path", "counter.bpf.o", "--programs", "xdp:p")
+    assert params["path"] == str(tmp_path / "counter.bpf.o")
+    _, params = request("load", "file", "--path", "../y/z.o", "--programs", "xdp:p")
+    assert params["path"] == str(tmp_path.parent / "y" / "z.o")
+
+
+def test_image_pull_upstream_form() -> None:
+    auth = base64.b64encode(b"alice:s3cret:x").decode()
+    assert request("image", "pull", "-i", "r.io/x:v1", "-p", "Always", "-r", auth) == (
+        "image.pull", {"url": "r.io/x:v1", "pull_policy": "Always", "username": "alice",
+                       "password": "s3cret:x"})
+    assert request("load", "image", "-i", "r.io/x:v1", "--programs", "xdp:p", "-p", "Never",
+                   "-r", auth)[1]["image"] == {
+        "url": "r.io/x:v1", "pull_policy": "Never", "username": "alice",
+        "password": "s3cret:x"}
+    for bad in (["image", "pull"], ["image", "pull", "r.io/a:1", "-i", "r.io/b:1"],
+                ["image", "pull", "-i", "r.io/x:v1", "-r", auth, "--username", "bob"]):
+        with pytest.raises(UsageError):
+            request(*bad)
+
+
+def test_a_bad_registry_auth_is_never_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = base64.b64encode(b"no-colon-here").decode()
+    for value in (secret, "not base64 at all!"):
+        assert main(["image", "pull", "-i", "r.io/x:v1", "-r", value]) == 2
+        err = capsys.readouterr().err
+        assert "USER:PASSWORD" in err and value not in err
+
+
+def test_attach_takes_upstream_short_flags() -> None:
+    assert request("attach", "3", "kprobe", "-f", "do_unlinkat", "-o", "8")[1]["params"] == {
+        "fn_name": "do_unlinkat", "offset": 8}
+    assert request("attach", "3", "uprobe", "-f", "malloc", "-t", "libc", "-p", "1234",
+                   "-c", "5678")[1]["params"] == {
+        "fn_name": "malloc", "target": "libc", "pid": 1234, "container_pid": 5678}
+    assert request("attach", "3", "tracepoint", "-t", "sched/sched_switch")[1]["params"] == {
+        "tracepoint": "sched/sched_switch"}
+    # -o is the offset where the type has one; --output still works there.
+    args = build_parser().parse_args(["attach", "3", "kprobe", "-f", "f", "--output", "json"])
+    build_request(args)
+    assert args.output == "json"
+    args = build_parser().parse_args(["attach", "3", "tracepoint", "-t", "a/b", "-o", "json"])
+    build_request(args)
+    assert args.output == "json"
+
+
+# Upstream's CLI guide (args.rs), one line per shape with every documented flag.
+UPSTREAM_LINES = [
+    "bpfman load file --programs xdp:xdp_pass -p /srv/xdp_pass.bpf.o -g GLOBAL_u8=01"
+    " GLOBAL_u32=0A0B0C0D -a app1 -m owner=acme,env=dev --map-owner-id 4",
+    "bpfman load file --programs fentry:test_fentry:do_unlinkat"
+    " fexit:test_fexit:do_unlinkat -p /srv/fentry.bpf.o",
+    "bpfman load image --programs tc:stats -i quay.io/bpfman-bytecode/go-tc-counter:latest"
+    " -r dXNlcjpwdw== -p Always -g GLOBAL_u8=01 -a app1 -m owner=acme --map-owner-id 4",
+    "bpfman unload 42",
+    "bpfman attach 42 xdp -i eth0 -p 35 --proceed-on pass drop -n /var/run/netns/x -m owner=acme",
+    "bpfman attach 42 tc -d ingress -i eth0 -p 40 --proceed-on pipe dispatcher_return"
+    " -n /var/run/netns/x -m a=b",
+    "bpfman attach 42 tcx -d egress -i eth0 -p 50 -n /var/run/netns/x -m a=b",
+    "bpfman attach 42 tracepoint -t syscalls/sys_enter_openat -m a=b",
+    "bpfman attach 42 kprobe -f try_to_wake_up -o 0 -m a=b",
+    "bpfman attach 42 kretprobe -f try_to_wake_up",
+    "bpfman attach 42 uprobe -f malloc -o 0 -t libc -p 1234 -c 5678 -m a=b",
+    "bpfman attach 42 uretprobe -f malloc -t /usr/lib/libc.so.6",
+    "bpfman attach 42 fentry -m a=b",
+    "bpfman attach 42 fexit",
+    "bpfman detach 7",
+    "bpfman list programs -p xdp --application app1 -m owner=acme,env=dev -a",
+    "bpfman list links --application app1 -p tc -m owner=acme",
+    "bpfman list program",
+    "bpfman list link",
+    "bpfman get program 42",
+    "bpfman get link 7",
+    "bpfman image pull -i quay.io/bpfman-bytecode/xdp_pass:latest -r dXNlcjpwdw== -p IfNotPresent",
+]
+
+
+@pytest.mark.parametrize("line", UPSTREAM_LINES)
+def test_upstream_command_lines_parse_unchanged(line: str) -> None:
+    assert calls(*shlex.split(line)[1:])

@@ -26,8 +26,14 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-# Upstream bpfman's short flags, for the fields that have them.
-SHORT_FLAGS = {"iface": "-i", "priority": "-p", "direction": "-d", "netns": "-n"}
+from bpfman.cli.args import metadata_pairs
+
+# Upstream bpfman's short flags, for the fields that have them. Per type, the
+# first field to claim a letter gets it; ``-o`` is offset where a type has
+# one (as upstream's kprobe and uprobe), else the output format.
+SHORT_FLAGS = {"iface": "-i", "priority": "-p", "direction": "-d", "netns": "-n",
+               "tracepoint": "-t", "target": "-t", "fn_name": "-f", "offset": "-o",
+               "pid": "-p", "container_pid": "-c"}
 
 
 class AttachUsageError(Exception):
@@ -54,13 +60,22 @@ def build_parser(kind: str, cls: type) -> argparse.ArgumentParser:
         description=f"attach parameters of type {kind} (validated as the daemon does)",
         epilog="-m KEY=VALUE (repeatable) sets link metadata; --socket and -o work here too.")
     parser.add_argument("-m", "--metadata", action="append", default=[], metavar="KEY=VALUE",
-                        help="link metadata")
+                        help="link metadata, k1=v1,k2=v2")
     parser.add_argument("--socket", help=argparse.SUPPRESS)
-    parser.add_argument("-o", "--output", choices=("table", "json"), help=argparse.SUPPRESS)
+    taken = {"-h", "-m"}
+    shorts: dict[str, str] = {}
+    for field in attrs.fields(cls):
+        short = SHORT_FLAGS.get(field.name)
+        if short is not None and short not in taken:
+            taken.add(short)
+            shorts[field.name] = short
+    output_flags = ["--output"] if "-o" in taken else ["-o", "--output"]
+    parser.add_argument(*output_flags, dest="output", choices=("table", "json"),
+                        help=argparse.SUPPRESS)
     hints = typing.get_type_hints(cls)
     for field in attrs.fields(cls):
         flag = "--" + field.name.replace("_", "-")
-        names = [flag] if field.name not in SHORT_FLAGS else [SHORT_FLAGS[field.name], flag]
+        names = [flag] if field.name not in shorts else [shorts[field.name], flag]
         if field.name.replace("_", "-") != field.name:
             names.append("--" + field.name)  # the API's spelling works too
         doc = field.metadata.get("doc", "")
@@ -108,10 +123,10 @@ def parse(kind: str, tokens: Sequence[str]
     values = vars(build_parser(kind, cls).parse_args(list(tokens)))
     metadata: dict[str, str] = {}
     for item in values.pop("metadata"):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AttachUsageError(f"-m needs KEY=VALUE, got {item!r}")
-        metadata[key] = value
+        try:
+            metadata.update(metadata_pairs(item))  # k=v or upstream's k1=v1,k2=v2
+        except argparse.ArgumentTypeError as exc:
+            raise AttachUsageError(f"-m: {exc}") from None
     globals_ = {k: v for k in ("socket", "output") if (v := values.pop(k, None)) is not None}
     _validate(cls, values)
     return values, metadata, globals_

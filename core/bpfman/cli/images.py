@@ -12,8 +12,10 @@
   As upstream's, ``-i`` before TYPE is the image; after TYPE the short
   options are the type's: ``-i`` iface, ``-p`` priority, ``-d`` direction.
 
-Registry passwords never go on the command line: ``--username`` takes the
-password from $BPFMAN_REGISTRY_PASSWORD.
+Registry passwords: ``--username`` takes the password from
+$BPFMAN_REGISTRY_PASSWORD; upstream's ``-r/--registry-auth BASE64(user:pass)``
+is accepted too (it is on the command line, so visible in ``ps``: prefer the
+variable). Neither is ever printed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bpfman.cli.args import load_options, program_selector
+from bpfman.cli.args import add_application_option, load_options, program_selector, registry_auth
 
 PASSWORD_ENV = "BPFMAN_REGISTRY_PASSWORD"
 POLICIES = ["Always", "IfNotPresent", "Never"]
@@ -44,6 +46,7 @@ EXAMPLES = {
     "image": "examples:\n"
              "  bpfman image build --path counter.bpf.o --tag reg.local/bpf/counter:v1 --push\n"
              "  bpfman image pull reg.local/bpf/counter:v1\n"
+             "  bpfman image pull -i quay.io/bpfman-bytecode/xdp_pass:latest -p Always\n"
              "  bpfman image list\n"
              "  bpfman image inspect reg.local/bpf/counter:v1\n"
              "  bpfman image remove reg.local/bpf/counter:v1",
@@ -55,9 +58,13 @@ EXAMPLES = {
 }
 
 
-def _auth_options(parser: argparse.ArgumentParser) -> None:
+def _auth_options(parser: argparse.ArgumentParser, *, upstream: bool = False) -> None:
     parser.add_argument("--username",
                         help=f"registry user; the password comes from ${PASSWORD_ENV}")
+    if upstream:  # where upstream's CLI has it
+        parser.add_argument("-r", "--registry-auth", type=registry_auth, metavar="BASE64",
+                            help="base64 of USER:PASSWORD (upstream's form; visible in ps,"
+                            f" prefer --username and ${PASSWORD_ENV})")
 
 
 def _policy_option(parser: argparse.ArgumentParser, *flags: str) -> None:
@@ -71,21 +78,25 @@ def add_parsers(load_sub: Any, command: Callable[..., argparse.ArgumentParser],
     li = load_sub.add_parser("image", parents=[common], help="from a bytecode image")
     li.add_argument("--image-url", "-i", required=True, help="image reference")
     li.add_argument(
-        "--programs", nargs="+", required=True, metavar="TYPE:NAME",
+        "--programs", nargs="+", action="extend", required=True, metavar="TYPE:NAME",
         type=program_selector, help="programs to load, e.g. tracepoint:count_getpid",
     )
-    _policy_option(li, "--pull-policy")
-    _auth_options(li)
+    _policy_option(li, "--pull-policy", "-p")
+    _auth_options(li, upstream=True)
     add_global(li)
     add_metadata(li)
+    add_application_option(li)
     li.add_argument("--map-owner-id", type=int, help="share the maps of this program")
 
     image = command("image", "bytecode images: build, pull, list, inspect, remove")
     sub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     pull = sub.add_parser("pull", parents=[common], help="pull an image into the daemon's cache")
-    pull.add_argument("url", metavar="IMAGE")
+    # IMAGE, or upstream's -i/--image-url IMAGE
+    pull.add_argument("url", metavar="IMAGE", nargs="?")
+    pull.add_argument("-i", "--image-url", dest="image_url", metavar="IMAGE",
+                      help="the image (upstream's form of IMAGE)")
     _policy_option(pull, "--pull-policy", "-p")
-    _auth_options(pull)
+    _auth_options(pull, upstream=True)
     sub.add_parser("list", parents=[common], help="images in the daemon's cache")
     rm = sub.add_parser("remove", parents=[common], help="remove an image from the cache")
     rm.add_argument("url", metavar="IMAGE")
@@ -115,14 +126,30 @@ def add_parsers(load_sub: Any, command: Callable[..., argparse.ArgumentParser],
     _auth_options(lfi)
     add_global(lfi)
     add_metadata(lfi)
+    add_application_option(lfi, "--application")
     lfi.add_argument("type", metavar="TYPE", help="program type, e.g. tracepoint, xdp, tc")
     lfi.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def _auth(args: argparse.Namespace) -> dict[str, str]:
+    from bpfman.cli.args import UsageError
+
+    encoded = getattr(args, "registry_auth", None)
+    if encoded is not None:
+        if getattr(args, "username", None):
+            raise UsageError("give --username or -r/--registry-auth, not both")
+        return {"username": encoded[0], "password": encoded[1]}
     if not getattr(args, "username", None):
         return {}
     return {"username": args.username, "password": os.environ.get(PASSWORD_ENV, "")}
+
+
+def _pull_url(args: argparse.Namespace) -> str:
+    from bpfman.cli.args import UsageError
+
+    if (args.url is None) == (args.image_url is None):
+        raise UsageError("give the image once: IMAGE or -i/--image-url IMAGE")
+    return args.url if args.url is not None else args.image_url
 
 
 def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | None:
@@ -137,7 +164,8 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | None
         return None
     action = args.image_command
     if action == "pull":
-        return "image.pull", {"url": args.url, "pull_policy": args.pull_policy, **_auth(args)}
+        return "image.pull", {"url": _pull_url(args), "pull_policy": args.pull_policy,
+                              **_auth(args)}
     if action == "list":
         return "image.list", {}
     if action == "remove":
@@ -288,10 +316,7 @@ def _load_from_image(args: argparse.Namespace, socket_path: str, output: str) ->
                       "pull_policy": "IfNotPresent", **_auth(args)}
             params: dict[str, Any] = {"image": pinned,
                                       "programs": [{"name": name, "type": args.type}]}
-            if args.global_data:
-                params["global_data"] = dict(args.global_data)
-            if args.metadata:
-                params["metadata"] = dict(args.metadata)
+            params.update(load_options(args))
             [program] = client.call("program.load", params)["programs"]
             try:
                 link = client.call("program.attach", {

@@ -19,7 +19,7 @@ from bpfman.cli.args import VERSION_TEXT, UsageError
 from bpfman.cli.completion import bash_completion
 from bpfman.cli.parser import build_parser
 from bpfman.cli.render import format_error, format_event, render, terminal_width
-from bpfman.cli.request import PrintCompletion, build_request
+from bpfman.cli.request import Call, PrintCompletion, build_calls
 from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
 
 
@@ -85,7 +85,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if imagecli.is_local(args):  # image build, load-from-image: not one call
             return imagecli.run_local(args, getattr(args, "socket", None)
                                       or default_socket_path(), getattr(args, "output", "table"))
-        method, params = build_request(args)
+        calls = build_calls(args)
     except PrintCompletion:
         print(bash_completion(parser), end="")
         return 0
@@ -98,21 +98,32 @@ def _main(argv: Sequence[str] | None = None) -> int:
     # `call` is the raw escape hatch: its result is always printed as JSON.
     output = "json" if args.command == "call" else getattr(args, "output", "table")
     errors_as = getattr(args, "output", "table")  # JSON errors only when asked for
+    done: list[tuple[Call, Any]] = []
+    at = 0  # the call being made
     try:
         with Client(socket_path) as client:
-            if method == "events.subscribe":
-                return _print_events(client, params["kinds"], output)
-            try:
-                result = imagecli.call_with_progress(client, method, params)
-            except RpcError:
-                if method == "program.attach":
-                    # Explain a type mismatch if we may look (only after a
-                    # failure: attach alone needs no program.get grant).
-                    with contextlib.suppress(RpcError):
-                        _check_type(client, args.program_id, args.type)
-                raise
+            for at in range(len(calls)):
+                method, params = calls[at]
+                if method == "events.subscribe":
+                    return _print_events(client, params["kinds"], output)
+                try:
+                    done.append(((method, params),
+                                 imagecli.call_with_progress(client, method, params)))
+                except RpcError as exc:
+                    if method == "program.attach":
+                        # Explain a type mismatch if we may look (only after a
+                        # failure: attach alone needs no program.get grant).
+                        with contextlib.suppress(RpcError):
+                            _check_type(client, args.program_id, args.type)
+                    if getattr(args, "ignore_missing", False) and _is_missing(exc):
+                        continue
+                    raise
     except RpcError as exc:
-        _print_error(errors_as, format_error(exc), exc.code, exc.message, exc.data)
+        _print_done(done, output, several=len(calls) > 1)
+        text = format_error(exc)
+        if len(calls) > 1:
+            text += "\n  " + _stopped_at(calls, at, done)
+        _print_error(errors_as, text, exc.code, exc.message, exc.data)
         return 1
     except DaemonUnreachable as exc:
         hint = (
@@ -126,14 +137,39 @@ def _main(argv: Sequence[str] | None = None) -> int:
         message = f"lost the connection to the daemon at {socket_path}: {exc}"
         _print_error(errors_as, f"error: {message}", None, message, None)
         return 2
-    text = render(method, params, result, output, width=terminal_width())
-    if text:
-        print(text)
+    _print_done(done, output, several=len(calls) > 1)
     # A missing key is an answer, not an error, for the API; for a shell it
     # is a failed lookup (`bpfman map get ... || ...`).
-    if method == "map.get" and result.get("value") is None:
+    if len(done) == 1 and done[0][0][0] == "map.get" and done[0][1].get("value") is None:
         return 1
     return 0
+
+
+def _print_done(done: list[tuple[Call, Any]], output: str, *, several: bool) -> None:
+    """The results of the calls made; under -o json a command of several
+    calls prints one JSON list (of the calls that were made)."""
+    if output == "json" and several:
+        print(json.dumps([result for _call, result in done], indent=2))
+        return
+    for (method, params), result in done:
+        text = render(method, params, result, output, width=terminal_width())
+        if text:
+            print(text)
+
+
+def _is_missing(exc: RpcError) -> bool:
+    """The error of an unload/detach whose id does not exist."""
+    kind = exc.data.get("kind") if isinstance(exc.data, dict) else None
+    return kind in ("program_not_found", "link_not_found")
+
+
+def _stopped_at(calls: list[Call], at: int, done: list[tuple[Call, Any]]) -> str:
+    """Which id of a several-id command failed, and what was (not) done."""
+    [key] = calls[at][1]  # program_id or link_id
+    what = "program" if key == "program_id" else "link"
+    finished = ", ".join(str(params[key]) for (_m, params), _r in done) or "none"
+    untried = ", ".join(str(params[key]) for _m, params in calls[at + 1:]) or "none"
+    return f"stopped at {what} {calls[at][1][key]}; done: {finished}; not tried: {untried}"
 
 
 def _print_error(output: str, text: str, code: int | None, message: str, data: Any) -> None:

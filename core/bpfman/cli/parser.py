@@ -6,10 +6,9 @@ import argparse
 from typing import Any
 
 from bpfman.cli import images as imagecli
-from bpfman.cli.args import VERSION_TEXT
+from bpfman.cli.args import VERSION_TEXT, add_application_option, add_metadata_option
 from bpfman.cli.args import global_value as _global_value
 from bpfman.cli.args import json_object as _json_object
-from bpfman.cli.args import key_value as _key_value
 from bpfman.cli.args import program_selector as _program_selector
 from bpfman.client import default_socket_path
 
@@ -40,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     load = command("load", "load programs from an ELF object")
     load_sub = load.add_subparsers(dest="source", required=True, metavar="SOURCE")
     lf = load_sub.add_parser("file", parents=[common], help="from a file on the daemon's host")
-    lf.add_argument("-p", "--path", required=True, help="path of the ELF object")
+    lf.add_argument("-p", "--path", required=True,
+                    help="path of the ELF object (a relative one is taken from here)")
     lf.add_argument(
-        "--programs", nargs="+", required=True, type=_program_selector, metavar="TYPE:NAME",
+        "--programs", nargs="+", action="extend", required=True, type=_program_selector,
+        metavar="TYPE:NAME",
         help="programs to load, e.g. tracepoint:handle_exec or fentry:on_open:do_sys_openat2",
     )
     lf.add_argument(
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[], metavar="NAME=HEX", help="set a global variable before load",
     )
     _metadata_option(lf)
+    add_application_option(lf)
     lf.add_argument("--map-owner-id", type=int, help="share the maps of this program")
     imagecli.add_parsers(load_sub, command, common, _global_option, _metadata_option)
 
@@ -64,20 +66,38 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument("type", metavar="TYPE", help="the program's type")
     attach.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
-    detach = command("detach", "detach a link")
-    detach.add_argument("link_id", type=int, metavar="LINK_ID")
-    unload = command("unload", "unload a program (its links are detached first)")
-    unload.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    detach = command("detach", "detach links")
+    detach.add_argument("link_ids", type=int, nargs="+", metavar="LINK_ID",
+                        help="links to detach, in order (the first failure stops)")
+    _ignore_missing_option(detach, "link")
+    unload = command(
+        "unload", "unload programs; each one's links are detached first (no need to detach)")
+    unload.add_argument("program_ids", type=int, nargs="+", metavar="PROGRAM_ID",
+                        help="programs to unload, in order (the first failure stops)")
+    _ignore_missing_option(unload, "program")
 
-    lst = command("list", "list programs, or links with `list links`")
-    lst.add_argument("what", nargs="?", choices=["programs", "links"], default="programs")
-    lst.add_argument("--all", action="store_true", help="include programs not managed here")
-    lst.add_argument("--type", help="only this program type")
+    lst = command(
+        "list", "list programs, or links with `list links`",
+        epilog="-a/--all, --application and -m as upstream's `bpfman list programs`;"
+        " -p takes our type names (tc, tcx, kprobe, ...) or a kernel type"
+        " (sched_cls, probe, tracing, ...).")
+    # `program` and `link`: upstream's hidden aliases.
+    lst.add_argument("what", nargs="?", choices=["programs", "links", "program", "link"],
+                     default="programs", metavar="{programs,links}")
+    lst.add_argument("-a", "--all", action="store_true",
+                     help="programs: include those not managed here")
+    lst.add_argument("-p", "--program-type", "--type", dest="type", metavar="TYPE",
+                     help="only this program type")
     lst.add_argument("--program-id", type=int, help="links: only those of this program")
-    _metadata_option(lst)
+    add_application_option(lst, "--application")
+    add_metadata_option(lst, "-m", "--metadata-selector", "--metadata",
+                        help="only those with all these labels, k1=v1,k2=v2 (repeatable)",
+                        several=False)
 
-    get = command("get", "show one program")
-    get.add_argument("program_id", type=int, metavar="PROGRAM_ID")
+    get = command("get", "show one program, or one link with `get link ID`",
+                  usage="bpfman get [-h] [--socket SOCKET] [-o {table,json}] [program|link] ID")
+    get.add_argument("target", nargs="+", metavar="[program|link] ID",
+                     help="a program id (`get program ID` or `get ID`), or `link ID`")
 
     link = command("link", "links: get, list")
     link_sub = link.add_subparsers(dest="link_command", required=True, metavar="ACTION")
@@ -133,13 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 EXAMPLES = {
     "load": "examples:\n  bpfman load file --path /srv/counter.bpf.o --programs "
-            "tracepoint:count_getpid -g target_pid=39300000 -m app=web",
+            "tracepoint:count_getpid -g target_pid=39300000 -m app=web\n"
+            "  bpfman load file -p counter.bpf.o --programs xdp:xdp_counter"
+            " -a web -m env=prod,team=net\n"
+            "  bpfman load image -i quay.io/bpfman-bytecode/xdp_pass:latest"
+            " --programs xdp:pass -p IfNotPresent -a web",
     "attach": "examples:\n  bpfman attach 42 tracepoint --tracepoint syscalls/sys_enter_openat\n"
               "  bpfman attach 42 xdp --iface eth0 --priority 50 --proceed-on pass",
-    "detach": "example:\n  bpfman detach 7",
-    "unload": "example:\n  bpfman unload 42",
-    "list": "examples:\n  bpfman list\n  bpfman list --all --type xdp\n  bpfman list links",
-    "get": "example:\n  bpfman -o json get 42",
+    "detach": "examples:\n  bpfman detach 7\n  bpfman detach 7 8 --ignore-missing",
+    "unload": "examples:\n  bpfman unload 42\n  bpfman unload 42 43 --ignore-missing",
+    "list": "examples:\n  bpfman list\n  bpfman list --all --type xdp\n"
+            "  bpfman list programs -p xdp --application web -m env=prod,team=net\n"
+            "  bpfman list links --application web",
+    "get": "examples:\n  bpfman -o json get 42\n  bpfman get program 42\n  bpfman get link 7",
     "link": "examples:\n  bpfman link get 7\n  bpfman link update 7 --priority 60",
     "dispatchers": "example:\n  bpfman dispatchers",
     "events": "example:\n  bpfman -o json events --kind attached --kind detached",
@@ -161,7 +187,9 @@ def _global_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _metadata_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-m", "--metadata", action="extend", nargs="+", type=_key_value, default=[],
-        metavar="KEY=VALUE", help="metadata label (repeatable)",
-    )
+    add_metadata_option(parser)
+
+
+def _ignore_missing_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--ignore-missing", action="store_true",
+                        help=f"a {what} id that does not exist is not an error")

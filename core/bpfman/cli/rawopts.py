@@ -15,8 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from bpfman.cli.args import UsageError
-from bpfman.cli.args import key_value as _key_value
+from bpfman.cli.args import UsageError, metadata_pairs
 
 _INT = re.compile(r"[+-]?\d+")
 
@@ -70,10 +69,9 @@ def split_attach_options(
             if i + 1 >= len(tokens):
                 raise UsageError(f"{token} needs KEY=VALUE")
             try:
-                key, value = _key_value(tokens[i + 1])
+                metadata.update(metadata_pairs(tokens[i + 1]))
             except argparse.ArgumentTypeError as exc:
                 raise UsageError(str(exc)) from None
-            metadata[key] = value
             i += 2
             continue
         if not token.startswith("--") or len(token) == 2:

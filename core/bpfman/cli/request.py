@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from bpfman.cli import images as imagecli
-from bpfman.cli.args import UsageError, load_options
+from bpfman.cli.args import UsageError, load_options, metadata_dict
 from bpfman.cli.rawopts import split_attach_options
 
+Call = tuple[str, dict[str, Any]]
 
-def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The (method, params) a parsed command line asks for."""
+
+def build_calls(args: argparse.Namespace) -> list[Call]:
+    """The calls a parsed command line asks for, in order: one, except for
+    `unload` and `detach` with several ids (one call per id)."""
+    if args.command == "unload":
+        return [("program.unload", {"program_id": i}) for i in args.program_ids]
+    if args.command == "detach":
+        return [("program.detach", {"link_id": i}) for i in args.link_ids]
+    return [build_request(args)]
+
+
+def build_request(args: argparse.Namespace) -> Call:
+    """The (method, params) of a one-call command line (see `build_calls`)."""
     cmd = args.command
+    if cmd in ("unload", "detach"):
+        calls = build_calls(args)
+        if len(calls) != 1:
+            raise UsageError(f"{cmd} with several ids is several calls")
+        return calls[0]
     image_request = imagecli.build_request(args)
     if image_request is not None:
         return image_request
     if cmd == "load":
-        return "program.load", {"path": args.path, "programs": args.programs,
+        # The daemon needs an absolute path; a relative one means from here.
+        return "program.load", {"path": os.path.abspath(args.path), "programs": args.programs,
                                 **load_options(args)}
     if cmd == "attach":
         from bpfman.cli import attachopts  # imports the plugins: only this command pays
@@ -34,24 +53,21 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         if metadata:
             params["metadata"] = metadata
         return "program.attach", params
-    if cmd == "detach":
-        return "program.detach", {"link_id": args.link_id}
-    if cmd == "unload":
-        return "program.unload", {"program_id": args.program_id}
     if cmd == "get":
-        return "program.get", {"program_id": args.program_id}
-    if cmd == "list" and args.what == "links":
-        if args.all or args.metadata:
-            raise UsageError("--all and --metadata apply to programs, not links")
-        return "link.list", _drop_none(program_id=args.program_id, type=args.type)
+        return _get(args.target)
     if cmd == "list":
+        params = _drop_none(type=args.type)
+        metadata = metadata_dict(args.metadata, args.application)
+        if metadata:
+            params["metadata"] = metadata
+        if args.what in ("links", "link"):
+            if args.all:
+                raise UsageError("--all applies to programs, not links")
+            return "link.list", {**params, **_drop_none(program_id=args.program_id)}
         if args.program_id is not None:
             raise UsageError("--program-id applies to `list links`")
-        params = _drop_none(type=args.type)
         if args.all:
             params["all"] = True
-        if args.metadata:
-            params["metadata"] = dict(args.metadata)
         return "program.list", params
     if cmd == "link" and args.link_command == "get":
         return "link.get", {"link_id": args.link_id}
@@ -95,6 +111,18 @@ def build_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
 
 class PrintCompletion(Exception):
     """`bpfman completion`: handled locally, no daemon involved."""
+
+
+def _get(target: list[str]) -> Call:
+    """`get ID`, `get program ID` (upstream) or `get link ID` (upstream)."""
+    what, ident = ("program", target[0]) if len(target) == 1 else (target[0], target[1])
+    if len(target) > 2 or what not in ("program", "link"):
+        raise UsageError("expected ID, `program ID` or `link ID`")
+    if not ident.isdigit():
+        raise UsageError(f"{what} id must be a number, not {ident!r}")
+    if what == "link":
+        return "link.get", {"link_id": int(ident)}
+    return "program.get", {"program_id": int(ident)}
 
 
 def _drop_none(**kw: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from bpfman.authz import callerfiles, grants
 from bpfman.context import HookContext
 from bpfman.manager.base import ManagerBase, log
 from bpfman.manager.faults import fault_point
-from bpfman.model import convert
+from bpfman.model import APPLICATION_KEY, convert
 from bpfman.model.caller import Caller
 from bpfman.model.errors import (
     BpfmanError,
@@ -232,7 +232,7 @@ class Mutations(ManagerBase):
                     attach_point=point.lock_key(),
                     seq=self.store.next_link_seq(),
                     pin_path="",
-                    metadata=dict(req.metadata),
+                    metadata=_link_metadata(program, req.metadata),
                     owner_uid=caller.uid,
                     created_at=now_iso(),
                 )
@@ -409,3 +409,12 @@ def _section_target(spec: Any) -> str | None:
     if spec.kernel_type not in ("tracing", "ext", "lsm"):
         return None
     return spec.section.partition("/")[2] or None
+
+
+def _link_metadata(program: ProgramRecord, given: dict[str, str]) -> dict[str, str]:
+    """A new link's metadata: as given, plus the program's application (so
+    `link.list` filters on it, as upstream's links carry it)."""
+    metadata = dict(given)
+    if APPLICATION_KEY in program.metadata:
+        metadata.setdefault(APPLICATION_KEY, program.metadata[APPLICATION_KEY])
+    return metadata

@@ -171,7 +171,7 @@ class Views(ManagerBase):
         managed_ids = {r.program_id for r in records}
         records = [
             r for r in records
-            if (req.type is None or r.type == req.type)
+            if self._type_matches(r.type, req.type)
             and all(r.metadata.get(k) == v for k, v in req.metadata.items())
             and grants.selects(caller, r.metadata)
         ]
@@ -191,7 +191,7 @@ class Views(ManagerBase):
             others = (i for i in self.kernel.program_ids() if i not in managed_ids)
             roles = self._daemon_programs()
             for info in self.kernel.programs_info(others).values():
-                if req.type is not None and info.kernel_type != req.type:
+                if req.type is not None and info.kernel_type != kernel_type_name(req.type):
                     continue
                 replies.append(_unmanaged_reply(info, roles))
             replies.sort(key=lambda r: r.program_id)
@@ -207,7 +207,18 @@ class Views(ManagerBase):
         links = self.store.list_links(program_id=req.program_id)
         dispatchers = self._dispatchers_by_point()
         return [self._link_reply(ln, dispatchers) for ln in links
-                if req.type in (None, ln.type)]
+                if self._type_matches(ln.type, req.type)
+                and all(ln.metadata.get(k) == v for k, v in req.metadata.items())]
+
+    def _type_matches(self, kind: str, wanted: str | None) -> bool:
+        """The `type` filter of the list methods: one of our types, else a
+        kernel program type selecting every type built on it (upstream's
+        `list -p tc` lists tc and tcx, `-p probe` every probe)."""
+        if wanted is None or wanted == kind:
+            return True
+        owner = self.registry.kinds.get(kind)
+        return (wanted not in self.registry.kinds and owner is not None
+                and owner.spec.kernel_prog_type == kernel_type_name(wanted))
 
     def list_plugins(self, caller: Caller, req: NoParams) -> list[PluginReply]:
         pm = self.registry.pm
@@ -241,6 +252,17 @@ class Views(ManagerBase):
             plugin_failures=[PluginFailure(f.name, f.error) for f in self.registry.failures],
             types=sorted(self.registry.kinds),
         )
+
+
+#: upstream bpfman's kernel program type names that are not libbpf's
+_UPSTREAM_KERNEL_TYPES = {"probe": "kprobe", "tc": "sched_cls"}
+
+
+def kernel_type_name(name: str) -> str:
+    """libbpf's name of a kernel program type given as libbpf or upstream
+    names it (``socket-filter``, ``probe``, ``tc``)."""
+    name = name.replace("-", "_")
+    return _UPSTREAM_KERNEL_TYPES.get(name, name)
 
 
 def _unmanaged_reply(info: KernelProgramInfo, daemon_roles: dict[int, str]) -> ProgramReply:

@@ -100,9 +100,15 @@ class ProgramIdRequest:
     program_id: int = program_id_field("kernel program id")
 
 
+TYPE_FILTER_DOC = (
+    "a program type (e.g. tc), or a kernel program type matching every type built on it"
+    " (libbpf's names, e.g. sched_cls, kprobe, tracing, or upstream's: tc, probe)"
+)
+
+
 @attrs.frozen
 class ListRequest:
-    type: str | None = doc("only programs of this type", default=None)
+    type: str | None = doc(f"only programs of this type: {TYPE_FILTER_DOC}", default=None)
     metadata: dict[str, str] = doc("only programs whose metadata has all these pairs", factory=dict)
     all: bool = doc(
         "also list programs in the kernel that this daemon does not manage", default=False
@@ -139,7 +145,10 @@ class LinkUpdateRequest:
 @attrs.frozen
 class LinkListRequest:
     program_id: int | None = program_id_field("only links of this program", default=None)
-    type: str | None = doc("only links of this program type", default=None)
+    type: str | None = doc(f"only links of this program type: {TYPE_FILTER_DOC}",
+                           default=None)
+    metadata: dict[str, str] = doc("only links whose metadata has all these pairs",
+                                   factory=dict)
 
 
 @attrs.frozen

@@ -397,6 +397,12 @@ def attach_netfilter(program_pin: PathLike, family: str, hook: str, priority: in
                 "netfilter bpf links need CONFIG_NETFILTER_BPF_LINK (Linux >= 6.4)"
                 + (" and nf_defrag_ipv4/6 for defrag" if defrag else ""),
                 feature="netfilter_link"),
+            # The kernel keeps one BPF program per priority on a hook.
+            errno.EBUSY: lambda _e: Conflict(
+                f"a BPF program (this one or another) already runs at priority {priority} on"
+                f" netfilter {family} {hook} in this network namespace; the kernel allows"
+                " one per priority: choose another",
+                priority=priority),
             errno.ERANGE: lambda _e: InvalidArgument(
                 f"netfilter priority {priority} is reserved"
                 + (" (defrag needs a priority above -400, after conntrack defrag)"

@@ -33,6 +33,7 @@ from bpfman.kernel.system import ensure_tracefs
 from bpfman.model.errors import (
     AttachTargetNotFound,
     BpfmanError,
+    Conflict,
     InvalidArgument,
     KernelFeatureMissing,
     PermissionDenied,
@@ -323,7 +324,12 @@ def _attach(
         with kernel_errors("perf_event_open", open_errors, target=target):
             perf_fd = libc.perf_event_open(attr, pid=pid, cpu=0 if pid == -1 else -1)
         fds.callback(os.close, perf_fd)
-        with kernel_errors("bpf_link_create", target=target):
+        # A tracepoint or probe runs each program once: the kernel refuses
+        # the same program twice on one (its prog array already holds it).
+        twice = {errno.EEXIST: lambda _e: Conflict(
+            f"the program is already attached to {target}"
+            " (load another copy to run it twice)", target=target)}
+        with kernel_errors("bpf_link_create", twice, target=target):
             link_fd = libbpf.bpf_link_create(prog_fd, perf_fd, BPF_PERF_EVENT, None)
         fds.callback(os.close, link_fd)
         return pin_new_link(link_fd, link_pin)
