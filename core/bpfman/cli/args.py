@@ -8,10 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import bpfman
 from bpfman.model import APPLICATION_KEY
-
-VERSION_TEXT = f"bpfman {bpfman.__version__}"
 
 
 class UsageError(Exception):

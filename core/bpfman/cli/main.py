@@ -6,21 +6,20 @@ or the daemon could not be reached."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from bpfman.cli import images as imagecli
-from bpfman.cli.args import VERSION_TEXT, UsageError
-from bpfman.cli.completion import bash_completion
-from bpfman.cli.parser import build_parser
-from bpfman.cli.render import format_error, format_event, render, terminal_width
-from bpfman.cli.request import Call, PrintCompletion, build_calls
-from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
+from bpfman.cli import VERSION_TEXT
+
+# Only what `--version` needs is imported here; the rest in `_main` and the
+# functions that use it (docs/performance.md, "CLI start-up").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from bpfman.cli.request import Call
+    from bpfman.client import Client, RpcError
 
 
 def _split_daemon(argv: list[str]) -> list[str] | None:
@@ -55,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `bpfman list | head -1`: the reader left. Quietly, with the status a
         # C tool killed by SIGPIPE gets; stdout goes nowhere so the final
         # flush at exit does not complain again.
+        import signal
+
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv == ["--version"]:  # before building every subcommand's parser
+    if argv == ["--version"]:  # before importing argparse and the rest
         print(VERSION_TEXT)
         return 0
     daemon_argv = _split_daemon(argv)
@@ -74,7 +75,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         return daemon_main.main(daemon_argv)
 
-    parser = build_parser()
+    import contextlib
+
+    from bpfman.cli import images as imagecli
+    from bpfman.cli.args import UsageError
+    from bpfman.cli.parser import build_parser, parser_for
+    from bpfman.cli.request import PrintCompletion, build_calls
+    from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
+
+    parser = parser_for(argv)  # only the subcommand named, when that is enough
     try:
         args = parser.parse_args(argv)
         if args.command == "attach" and {"-h", "--help"} & set(args.options):
@@ -87,7 +96,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
                                       or default_socket_path(), getattr(args, "output", "table"))
         calls = build_calls(args)
     except PrintCompletion:
-        print(bash_completion(parser), end="")
+        from bpfman.cli.completion import bash_completion
+
+        print(bash_completion(build_parser()), end="")
         return 0
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
@@ -119,6 +130,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                         continue
                     raise
     except RpcError as exc:
+        from bpfman.cli.render import format_error
+
         _print_done(done, output, several=len(calls) > 1)
         text = format_error(exc)
         if len(calls) > 1:
@@ -148,6 +161,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 def _print_done(done: list[tuple[Call, Any]], output: str, *, several: bool) -> None:
     """The results of the calls made; under -o json a command of several
     calls prints one JSON list (of the calls that were made)."""
+    import json
+
+    from bpfman.cli.render import render, terminal_width
+
     if output == "json" and several:
         print(json.dumps([result for _call, result in done], indent=2))
         return
@@ -176,11 +193,17 @@ def _print_error(output: str, text: str, code: int | None, message: str, data: A
     """An error for people, or under ``-o json`` one JSON object (on stderr,
     like the text): ``{"error": {"code", "message", "data"}}``."""
     if output == "json":
+        import json
+
         text = json.dumps({"error": {"code": code, "message": message, "data": data}})
     print(text, file=sys.stderr)
 
 
 def _print_events(client: Client, kinds: list[str], output: str) -> int:
+    import json
+
+    from bpfman.cli.render import format_event
+
     try:
         for event in client.events(kinds):
             if output == "json":
@@ -196,6 +219,8 @@ def _print_events(client: Client, kinds: list[str], output: str) -> int:
 def _check_type(client: Client, program_id: int, kind: str) -> None:
     # The API takes the type from the loaded program; the CLI repeats it
     # (as upstream does), so catch a mismatch before the params confuse anyone.
+    from bpfman.client import RpcError
+
     program = client.call("program.get", {"program_id": program_id})
     actual = program.get("type")
     if actual is not None and actual != kind:
