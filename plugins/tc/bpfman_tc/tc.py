@@ -47,7 +47,7 @@ from bpfman import (
 )
 from bpfman.dispatch import tc as tc_dispatcher
 from bpfman.kernel import NetNs
-from bpfman_tc.attachpoint import check_interface, hook_point
+from bpfman_tc.attachpoint import check_interface, hook_point, netns_of, reach
 from bpfman_tc.params import TcParams
 
 TYPE = "tc"
@@ -70,10 +70,6 @@ def _params(link: LinkRecord) -> TcParams:
     return TcParams(**link.params)
 
 
-def _ns(params: TcParams) -> NetNs:
-    return NetNs(params.netns)
-
-
 @hookimpl
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: TcParams) -> None:
     check_interface(ctx, params)
@@ -82,8 +78,7 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: TcP
 
 @hookimpl
 def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: TcParams) -> Reach:
-    return Reach(network=True, netns=params.netns or None, interface=params.iface,
-                 priority=params.priority)
+    return reach(params)
 
 
 @hookimpl
@@ -96,7 +91,7 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
                   params: TcParams) -> LinkRecord:
     # The dispatcher rebuild (bpfman_build_dispatcher) puts the program in
     # the chain; the link remembers what the rebuild needs to splice it.
-    ifindex = ctx.kernel.interface_index(params.iface, netns=_ns(params))
+    ifindex = ctx.kernel.interface_index(params.iface, netns=netns_of(params))
     # The link's own pin holds the program for as long as it is in a chain
     # (the daemon's reconcile keeps a link whose pin exists).
     pin = Path(link.pin_path)
@@ -134,7 +129,7 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
         return _remove(ctx, attach_point)
     dispatch.check_slot_count(len(ordered), f"tc {attach_point}")
     params = _params(ordered[0])
-    ns = _ns(params)
+    ns = netns_of(params)
     try:
         ifindex = k.interface_index(params.iface, netns=ns)
         directory = _dispatcher_dir(ctx, params)
@@ -206,7 +201,7 @@ def _remove(ctx: HookContext, attach_point: AttachPoint) -> None:
     iface, _, direction = attach_point.key.rpartition("/")
     netns = _netns_path(int(netns_id))
     params = TcParams(iface=iface, direction=direction, netns=netns)
-    ns = _ns(params)
+    ns = netns_of(params)
     ifindex, ours = 0, None
     if netns is not None or not int(netns_id):  # a vanished netns took the filter along
         try:
@@ -261,7 +256,7 @@ def _clsact_mark(ctx: HookContext, params: TcParams) -> Path:
 
 
 def _our_filter(ctx: HookContext, params: TcParams, ifindex: int):  # type: ignore[no-untyped-def]
-    for f in ctx.kernel.list_filters(ifindex, params.direction, netns=_ns(params)):
+    for f in ctx.kernel.list_filters(ifindex, params.direction, netns=netns_of(params)):
         if f.priority == FILTER_PRIORITY and f.kind == "bpf" and f.name == DISPATCHER_NAME:
             return f
     return None
@@ -269,13 +264,13 @@ def _our_filter(ctx: HookContext, params: TcParams, ifindex: int):  # type: igno
 
 def _free_handle(ctx: HookContext, params: TcParams, ifindex: int) -> int:
     used = {f.handle for f in ctx.kernel.list_filters(ifindex, params.direction,
-                                                      netns=_ns(params))
+                                                      netns=netns_of(params))
             if f.priority == FILTER_PRIORITY}
     return next(h for h in range(1, len(used) + 2) if h not in used)
 
 
 def _clsact_unused(ctx: HookContext, params: TcParams, ifindex: int) -> bool:
-    ns = _ns(params)
+    ns = netns_of(params)
     try:
         return not any(ctx.kernel.list_filters(ifindex, d, netns=ns)
                        for d in ("ingress", "egress"))
@@ -285,7 +280,7 @@ def _clsact_unused(ctx: HookContext, params: TcParams, ifindex: int) -> bool:
 
 def _clsact_present(ctx: HookContext, params: TcParams, ifindex: int) -> bool:
     try:
-        kinds = ctx.kernel.qdisc_kinds(ifindex, netns=_ns(params))
+        kinds = ctx.kernel.qdisc_kinds(ifindex, netns=netns_of(params))
     except Exception:
         return False
     return "clsact" in kinds.values()
@@ -308,7 +303,7 @@ def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
     for point in sorted({ln.attach_point for ln in links}):
         params = _params(next(ln for ln in links if ln.attach_point == point))
         try:
-            ifindex = ctx.kernel.interface_index(params.iface, netns=_ns(params))
+            ifindex = ctx.kernel.interface_index(params.iface, netns=netns_of(params))
             present = _our_filter(ctx, params, ifindex) is not None
         except BpfmanError as exc:
             drifts.append(Drift(point, f"hook unreachable ({exc})", "links kept"))
