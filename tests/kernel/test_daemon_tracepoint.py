@@ -69,9 +69,7 @@ def load(d: DaemonProcess, path: Path, *programs: str, **extra: Any) -> list[dic
 
 
 def attach_tp(d: DaemonProcess, program_id: int, tracepoint: str) -> dict[str, Any]:
-    return d.client().call(
-        "program.attach", {"program_id": program_id, "params": {"tracepoint": tracepoint}}
-    )
+    return d.attach(program_id, tracepoint=tracepoint)
 
 
 def test_tracepoint_counts_exactly(d: DaemonProcess, tp_object: Path) -> None:

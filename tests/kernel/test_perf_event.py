@@ -62,13 +62,9 @@ def busy() -> Iterator[subprocess.Popen[bytes]]:
 
 def load(d: DaemonProcess, path: Path, name: str = "count_samples",
          **extra: Any) -> dict[str, Any]:
-    params = {"path": str(path), "programs": [{"name": name, "type": "perf_event"}], **extra}
-    [prog] = d.client().call("program.load", params)["programs"]
-    return prog
+    return d.load(path, name, "perf_event", **extra)
 
 
-def attach(d: DaemonProcess, program_id: int, **params: Any) -> dict[str, Any]:
-    return d.client().call("program.attach", {"program_id": program_id, "params": params})
 
 
 def u64(map_dir: str, name: str, index: int) -> int:
@@ -96,7 +92,7 @@ def link_pins(link: dict[str, Any]) -> list[str]:
 
 def test_cpu_clock_on_every_cpu_then_detach(d: DaemonProcess, obj: Path) -> None:
     prog = load(d, obj)
-    link = attach(d, prog["program_id"], event="cpu-clock", frequency=1000)
+    link = d.attach(prog["program_id"], event="cpu-clock", frequency=1000)
     cpus = kernel.online_cpus()
     # One kernel link per online CPU, pinned in the link's directory.
     assert link_pins(link) == sorted(f"cpu{c}" for c in cpus)
@@ -121,7 +117,7 @@ def test_cpu_clock_on_every_cpu_then_detach(d: DaemonProcess, obj: Path) -> None
 def test_pid_scope_samples_only_that_process(d: DaemonProcess, obj: Path,
                                              busy: subprocess.Popen[bytes]) -> None:
     prog = load(d, obj, global_data={"target_pid": struct.pack("<I", busy.pid).hex()})
-    link = attach(d, prog["program_id"], event="task-clock", sample_period=1_000_000,
+    link = d.attach(prog["program_id"], event="task-clock", sample_period=1_000_000,
                   pid=busy.pid)
     assert link_pins(link) == ["pid"]
     map_dir = prog["map_pin_dir"]
@@ -140,7 +136,7 @@ def test_cgroup_scope(d: DaemonProcess, obj: Path) -> None:
     try:
         (cgroup / "cgroup.procs").write_text(str(proc.pid))
         prog = load(d, obj, global_data={"target_pid": struct.pack("<I", proc.pid).hex()})
-        link = attach(d, prog["program_id"], event="cpu-clock", frequency=1000,
+        link = d.attach(prog["program_id"], event="cpu-clock", frequency=1000,
                       cgroup=str(cgroup))
         assert link_pins(link) == sorted(f"cpu{c}" for c in kernel.online_cpus())
         map_dir = prog["map_pin_dir"]
@@ -179,7 +175,7 @@ def test_restart_survival_and_drift(obj: Path) -> None:
         pytest.skip("needs root to run the daemon")
     with running_daemon() as d:
         prog = load(d, obj)
-        link = attach(d, prog["program_id"], event="cpu-clock", frequency=1000)
+        link = d.attach(prog["program_id"], event="cpu-clock", frequency=1000)
         map_dir = prog["map_pin_dir"]
         d.stop()
         # The daemon is down: the pinned links keep sampling.
@@ -201,21 +197,21 @@ def test_errors(d: DaemonProcess, obj: Path) -> None:
     prog = load(d, obj)
     pid = prog["program_id"]
     with pytest.raises(RpcError) as bad:
-        attach(d, pid, event="no-such-event")
+        d.attach(pid, event="no-such-event")
     assert bad.value.code == -32602 and "event" in str(bad.value.data)
     with pytest.raises(RpcError) as both:
-        attach(d, pid, event="cpu-clock", frequency=99, sample_period=1000)
+        d.attach(pid, event="cpu-clock", frequency=99, sample_period=1000)
     assert both.value.code == -32602
     with pytest.raises(RpcError) as gone:
-        attach(d, pid, event="cpu-clock", pid=2**22 + 7)
+        d.attach(pid, event="cpu-clock", pid=2**22 + 7)
     assert gone.value.data["kind"] == "attach_target_not_found"
     with pytest.raises(RpcError) as too_fast:
-        attach(d, pid, event="cpu-clock", frequency=10**9)
+        d.attach(pid, event="cpu-clock", frequency=10**9)
     assert "perf_event_max_sample_rate" in str(too_fast.value)
     if not Path("/sys/bus/event_source/devices/cpu").exists():
         # No hardware PMU on this machine (a VM): the error names it.
         with pytest.raises(RpcError) as hw:
-            attach(d, pid, event="cycles")
+            d.attach(pid, event="cycles")
         assert hw.value.data["kind"] == "kernel_feature_missing"
         assert "hardware perf events" in str(hw.value)
     # Nothing half-made was left behind.
