@@ -188,6 +188,9 @@ async def run(
             created_socket: Path | None = d.socket
         else:
             created_socket = None
+            # `bpfman info` says where it really listens, not the unused config path.
+            names = [str(listener.socket.getsockname()) for listener in listeners]
+            manager.serving_on = ", ".join(names)
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(
