@@ -164,9 +164,6 @@ async def run(
     try:
         drifts = await trio.to_thread.run_sync(manager.reconcile)
         log.info("reconciled state: %d repair(s)", len(drifts))
-        with contextlib.ExitStack() as no_undo:
-            ctx = manager.context(None, no_undo)
-            manager.notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
         lane = FairLane()
         methods = method_table(manager, lane)
         _tune_gc()
@@ -188,9 +185,15 @@ async def run(
             created_socket: Path | None = d.socket
         else:
             created_socket = None
-            # `bpfman info` says where it really listens, not the unused config path.
-            names = [str(listener.socket.getsockname()) for listener in listeners]
-            manager.serving_on = ", ".join(names)
+            # Where it really listens, not the unused configured path: for
+            # `bpfman info` and for plugins that call the API (metrics).
+            served = listeners[0].socket.getsockname()
+            if isinstance(served, str) and served.startswith("/"):
+                manager.config = attrs.evolve(manager.config, daemon=attrs.evolve(
+                    manager.config.daemon, socket=Path(served)))
+        with contextlib.ExitStack() as no_undo:
+            ctx = manager.context(None, no_undo)
+            manager.notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(

@@ -47,8 +47,6 @@ class ManagerBase:
         self.kernel = kernel
         self.features = features
         self.bpffs = Bpffs(config.daemon.bpffs)
-        #: the socket actually served, when not the configured one (socket activation)
-        self.serving_on: str | None = None
         self.maps = MapAccess(store, kernel)
         self.images = ImageService(config.images, config.signing, config.daemon.state_dir,
                                    in_use=self._object_paths_in_use)

@@ -255,7 +255,7 @@ class Views(ManagerBase):
         d = self.config.daemon
         return DaemonInfo(
             version=bpfman.__version__,
-            socket=self.serving_on or str(d.socket),
+            socket=str(d.socket),
             state_dir=str(d.state_dir),
             bpffs=str(d.bpffs),
             kernel_release=os.uname().release,
