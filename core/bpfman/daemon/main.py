@@ -97,7 +97,7 @@ def method_table(manager: Manager, lane: FairLane) -> dict[str, Method]:
                 functools.partial(fn, caller, *args), abandon_on_cancel=False
             )
 
-    table = build_method_table(manager, run_in_lane)
+    table = build_method_table(manager.bindings(), run_in_lane)
     kinds = {name: owner.spec.params_type for name, owner in manager.registry.kinds.items()}
 
     document: list[Encoded] = []
@@ -114,6 +114,9 @@ def method_table(manager: Manager, lane: FairLane) -> dict[str, Method]:
     for name, handler in (("rpc.discover", discover), ("events.subscribe", bus.subscribe)):
         sig = BY_NAME[name]
         table[name] = Method(name, sig.params_type, sig.result_type, handler, sig.summary)
+    unbound = sorted(set(BY_NAME) - set(table))
+    if unbound:  # a signature nobody serves: a programming error, found at start
+        raise RuntimeError(f"API methods without a handler: {unbound}")
     policy = Policy(manager.config.authorization)
     hook = manager.registry.pm.hook
     return {name: _observed(policy.guard(method), hook) for name, method in table.items()}
