@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
-from typing import Any
+import os
+import sys
 
 from bpfman.cli import VERSION_TEXT
 from bpfman.cli import images as imagecli
@@ -14,12 +14,18 @@ from bpfman.cli.args import json_object as _json_object
 from bpfman.cli.args import program_selector as _program_selector
 from bpfman.client import default_socket_path
 
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole tree, or with `only` (see `parser_for`) the top level and
     that one subcommand: a command line naming it parses the same."""
     # Global options are accepted before or after the subcommand.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--socket", default=argparse.SUPPRESS,
         help=f"daemon socket (default $BPFMAN_SOCKET or {default_socket_path()})",
@@ -28,7 +34,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "-o", "--output", choices=["table", "json"], default=argparse.SUPPRESS,
         help="table for people (default), json for scripts",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bpfman", parents=[common], description="Manage eBPF programs through bpfmand."
     )
     parser.add_argument("--version", action="version", version=VERSION_TEXT)
@@ -184,6 +190,30 @@ def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
 def _command_names(parser: argparse.ArgumentParser) -> set[str]:
     return {name for action in parser._actions
             if isinstance(action, argparse._SubParsersAction) for name in action.choices}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser (its subparsers are too) whose help formatter gets
+    the width from `os` directly, as `shutil.get_terminal_size` would:
+    argparse makes a formatter for every `add_argument`, and its own way
+    imports shutil (with bz2, lzma, zlib), an eighth of `bpfman list`."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_help_width())
+
+
+def _help_width() -> int:
+    """What argparse takes by default: the terminal's columns less 2."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
 
 
 class _OnlyOne:
