@@ -75,8 +75,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         return daemon_main.main(daemon_argv)
 
-    import contextlib
-
     from bpfman.cli import images as imagecli
     from bpfman.cli.args import UsageError
     from bpfman.cli.parser import build_parser, parser_for
@@ -125,6 +123,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                     if method == "program.attach":
                         # Explain a type mismatch if we may look (only after a
                         # failure: attach alone needs no program.get grant).
+                        import contextlib
+
                         with contextlib.suppress(RpcError):
                             _check_type(client, args.program_id, args.type)
                     if getattr(args, "ignore_missing", False) and _is_missing(exc):
