@@ -16,7 +16,6 @@ from typing import Any
 
 from bpfman.cli import images as imagecli
 from bpfman.cli.args import VERSION_TEXT, UsageError
-from bpfman.cli.completion import bash_completion
 from bpfman.cli.parser import build_parser
 from bpfman.cli.render import format_error, format_event, render, terminal_width
 from bpfman.cli.request import Call, PrintCompletion, build_calls
@@ -67,6 +66,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:  # before building every subcommand's parser
         print(VERSION_TEXT)
         return 0
+    if argv[:1] == ["__complete"]:  # hidden: the shell completion's call-back
+        from bpfman.cli import completion
+
+        return completion.main(argv[1:])
     daemon_argv = _split_daemon(argv)
     if daemon_argv is not None:
         # The client side never imports the daemon's stack.
@@ -87,7 +90,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
                                       or default_socket_path(), getattr(args, "output", "table"))
         calls = build_calls(args)
     except PrintCompletion:
-        print(bash_completion(parser), end="")
+        from bpfman.cli.completion import bash_completion
+
+        print(bash_completion(), end="")
         return 0
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
