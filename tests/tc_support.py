@@ -1,15 +1,17 @@
-"""Shared helpers of the tc and tcx kernel tests: load instances of
+"""Shared helpers of the tc and tcx tests (host kernel and VM): load instances of
 tests/programs/tc_chain.bpf.c through the daemon (sharing `counts` and
 `trace`), attach them, and read back what ran, in which order."""
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from bpfman import kernel
-from bpfman.testing import DaemonProcess
+from bpfman.testing import DaemonProcess, VethPair
 
 # Return codes (TCX_* and TC_ACT_* share the values that matter here).
 NEXT = UNSPEC = -1
@@ -82,3 +84,22 @@ class Chain:
     def tag_of_link(self, link_id: int) -> int:
         link = self.client.call("link.get", {"link_id": link_id})
         return next(t for t, p in self.programs.items() if p == link["program_id"])
+
+
+def tc(veth: VethPair, *args: str, ns: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tc", "-n", ns or veth.ns_b, *args], capture_output=True,
+                          text=True, check=True)
+
+
+def filters(veth: VethPair, direction: str = "ingress", *, dev: str | None = None,
+            ns: str | None = None) -> list[dict[str, Any]]:
+    """`tc -j filter show` entries that are filters (not per-priority headers)."""
+    out = tc(veth, "-j", "filter", "show", "dev", dev or veth.if_b, direction, ns=ns).stdout
+    return [f for f in json.loads(out or "[]") if "options" in f]
+
+
+def attach(chain: Chain, veth: VethPair, tag: int, priority: int,
+           direction: str = "ingress", **extra: Any) -> dict[str, Any]:
+    """Attach program `tag` of the chain to interface B, inside its namespace."""
+    return chain.attach(tag, iface=veth.if_b, direction=direction, priority=priority,
+                        netns=veth.netns_b, **extra)

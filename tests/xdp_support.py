@@ -19,16 +19,12 @@ FRAME = bytes(12) + b"\x08\x00" + bytes(50)
 
 def load(d: DaemonProcess, path: Path, name: str, **extra: Any) -> dict[str, Any]:
     """Load program `name` of `path` as XDP (`extra`: more program.load params)."""
-    params = {"path": str(path), "programs": [{"name": name, "type": "xdp"}], **extra}
-    [prog] = d.client().call("program.load", params)["programs"]
-    return prog
+    return d.load(path, name, "xdp", **extra)
 
 
 def attach(d: DaemonProcess, prog: dict[str, Any], pair: VethPair, **params: Any) -> dict:
     """Attach to interface B, inside its namespace (`params`: more attach params)."""
-    params = {"iface": pair.if_b, "netns": pair.netns_b, **params}
-    return d.client().call("program.attach",
-                           {"program_id": prog["program_id"], "params": params})
+    return d.attach(prog, **{"iface": pair.if_b, "netns": pair.netns_b, **params})
 
 
 def counts(prog: dict[str, Any]) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
@@ -11,7 +12,8 @@ from typing import Any
 import attrs
 
 from bpfman.kernel.bpffs import Bpffs
-from bpfman.model.records import LinkRecord
+from bpfman.model.errors import BpfmanError
+from bpfman.model.records import Drift, LinkRecord
 
 
 @attrs.frozen
@@ -43,3 +45,25 @@ class HookContext:
         undo stack and return the record with what the kernel assigned."""
         self.undo.callback(self.kernel.detach_link, Path(link.pin_path))
         return attrs.evolve(link, kernel_link_id=kernel_link_id, details=details or {})
+
+    def link_drifts(self, links: list[LinkRecord], what: str, read: Callable[[str], Any],
+                    defunct: Callable[[LinkRecord, Any], str | None]) -> list[Drift]:
+        """The usual `bpfman_reconcile` of a type whose links are kernel links
+        pinned at ``link.pin_path``: read each with `read` (e.g.
+        ``ctx.kernel.fd_link_info``); a pin that is not `what` link, or a link
+        `defunct` gives a reason for, is a drift. Both are kept for the user
+        to detach; links whose pin is gone are the core's to remove."""
+        drifts = []
+        for ln in links:
+            if not Path(ln.pin_path).exists():
+                continue
+            try:
+                info = read(ln.pin_path)
+            except BpfmanError as exc:
+                drifts.append(Drift(f"link {ln.link_id}", f"pin is not {what} link ({exc})",
+                                    "kept; detach it to clean up"))
+                continue
+            why = defunct(ln, info)
+            if why:
+                drifts.append(Drift(f"link {ln.link_id}", why, "kept; detach it to clean up"))
+        return drifts

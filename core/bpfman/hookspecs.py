@@ -12,8 +12,9 @@ kernel mutations never interleave; a hook may block on the kernel, but must not
 touch trio. Observer hooks about a change (loaded, attached, ...) are called
 in the lane right after the store has committed; `bpfman_rpc_completed` is
 called on the daemon's event loop after every call, `bpfman_daemon_started`
-once before the socket opens. All must be quick and must not raise (an
-exception there is logged and swallowed, it does not undo a committed change).
+once the socket is open, before the first request is served. All must be
+quick and must not raise (an exception there is logged and swallowed, it does
+not undo a committed change).
 
 Shared vocabulary (each name means one thing in every hook):
     type       a program type's name ("xdp", "tracepoint"); a plugin declares
@@ -282,7 +283,9 @@ def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
 
 @hookspec
 def bpfman_daemon_started(ctx: HookContext, drifts: list[Drift]) -> None:
-    """The daemon reconciled its state and is about to serve requests.
+    """The daemon reconciled its state and is about to serve requests;
+    ``ctx.config.daemon.socket`` is the socket it serves (under socket
+    activation, the inherited one).
 
     .. versionadded:: 0.1
     """

@@ -168,6 +168,22 @@ class DaemonProcess:
 
         return Client(str(self.socket))
 
+    def load(self, path: Path | str, name: str, type: str, *,
+             selector: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        """Load program `name` of the object at `path` as `type`; `selector`:
+        more keys of its program entry (``attach_func``...), `extra`: more
+        ``program.load`` params (``global_data``, ``metadata``...)."""
+        params = {"path": str(path),
+                  "programs": [{"name": name, "type": type, **(selector or {})}], **extra}
+        [program] = self.client().call("program.load", params)["programs"]
+        return dict(program)
+
+    def attach(self, program: int | dict[str, Any], **params: Any) -> dict[str, Any]:
+        """Attach a loaded program (its id, or its ``load`` reply) with `params`."""
+        program_id = program if isinstance(program, int) else program["program_id"]
+        return dict(self.client().call("program.attach",
+                                       {"program_id": program_id, "params": params}))
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the `bpfman` CLI against this daemon."""
         proc = subprocess.run(

@@ -240,3 +240,24 @@ def test_program_metadata_bounds_what_is_visible_and_reachable(
         for other in [p for p in everything if not p["managed"]][:3]:
             reply = call_as(d, "program.get", {"program_id": other["program_id"]})
             assert reply.get("code") == 1100, reply  # as if it did not exist
+
+
+def test_program_metadata_bounds_the_links_visible_too(objects: Callable[..., Path]) -> None:
+    """A link is as visible as its program: link.list and link.get under a
+    metadata-bound grant show only the granted application's links."""
+    bounds = 'program_metadata = { "bpfman.io/ProgramName" = "app-a" }\n'
+    with granted(bounds, methods='"program.list", "link.list", "link.get"') as d:
+        obj = objects("tp_counter")
+        links = {}
+        for app in ("app-a", "app-b"):
+            prog = d.load(obj, "count_getpid", "tracepoint",
+                          metadata={"bpfman.io/ProgramName": app})
+            links[app] = d.attach(prog, tracepoint="syscalls/sys_enter_getpid")["link_id"]
+        listed = call_as(d, "link.list", {})["result"]
+        assert [x["link_id"] for x in listed] == [links["app-a"]]
+        assert call_as(d, "link.get", {"link_id": links["app-a"]})["result"]["link_id"] \
+            == links["app-a"]
+        denied(call_as(d, "link.get", {"link_id": links["app-b"]}),
+               "not among the programs granted")
+        # root (unbounded) still sees both
+        assert len(d.client().call("link.list", {})) == 2

@@ -37,14 +37,6 @@ BUSY = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: 
 
 
 @pytest.fixture
-def d() -> Iterator[DaemonProcess]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the daemon")
-    with running_daemon() as daemon:
-        yield daemon
-
-
-@pytest.fixture
 def obj(bpf_program: Callable[..., Path]) -> Path:
     return bpf_program("perf_counter")
 
@@ -60,15 +52,11 @@ def busy() -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(10)
 
 
-def load(d: DaemonProcess, path: Path, name: str = "count_samples",
+def load(daemon: DaemonProcess, path: Path, name: str = "count_samples",
          **extra: Any) -> dict[str, Any]:
-    params = {"path": str(path), "programs": [{"name": name, "type": "perf_event"}], **extra}
-    [prog] = d.client().call("program.load", params)["programs"]
-    return prog
+    return daemon.load(path, name, "perf_event", **extra)
 
 
-def attach(d: DaemonProcess, program_id: int, **params: Any) -> dict[str, Any]:
-    return d.client().call("program.attach", {"program_id": program_id, "params": params})
 
 
 def u64(map_dir: str, name: str, index: int) -> int:
@@ -94,9 +82,9 @@ def link_pins(link: dict[str, Any]) -> list[str]:
     return sorted(p.name for p in Path(link["pin_path"]).iterdir())
 
 
-def test_cpu_clock_on_every_cpu_then_detach(d: DaemonProcess, obj: Path) -> None:
-    prog = load(d, obj)
-    link = attach(d, prog["program_id"], event="cpu-clock", frequency=1000)
+def test_cpu_clock_on_every_cpu_then_detach(daemon: DaemonProcess, obj: Path) -> None:
+    prog = load(daemon, obj)
+    link = daemon.attach(prog["program_id"], event="cpu-clock", frequency=1000)
     cpus = kernel.online_cpus()
     # One kernel link per online CPU, pinned in the link's directory.
     assert link_pins(link) == sorted(f"cpu{c}" for c in cpus)
@@ -105,10 +93,10 @@ def test_cpu_clock_on_every_cpu_then_detach(d: DaemonProcess, obj: Path) -> None
     map_dir = prog["map_pin_dir"]
     # cpu-clock fires on idle CPUs too: every CPU must have sampled.
     assert wait_for(lambda: all(n > 0 for n in per_cpu(map_dir))), per_cpu(map_dir)
-    [listed] = d.client().call("link.list", {"program_id": prog["program_id"]})
+    [listed] = daemon.client().call("link.list", {"program_id": prog["program_id"]})
     assert listed["link_id"] == link["link_id"]
 
-    d.client().call("program.detach", {"link_id": link["link_id"]})
+    daemon.client().call("program.detach", {"link_id": link["link_id"]})
     assert not Path(link["pin_path"]).exists()
     for kernel_id in kernel_ids:  # released synchronously, every one
         with pytest.raises(LinkNotFound):
@@ -118,20 +106,20 @@ def test_cpu_clock_on_every_cpu_then_detach(d: DaemonProcess, obj: Path) -> None
     assert per_cpu(map_dir) == before
 
 
-def test_pid_scope_samples_only_that_process(d: DaemonProcess, obj: Path,
+def test_pid_scope_samples_only_that_process(daemon: DaemonProcess, obj: Path,
                                              busy: subprocess.Popen[bytes]) -> None:
-    prog = load(d, obj, global_data={"target_pid": struct.pack("<I", busy.pid).hex()})
-    link = attach(d, prog["program_id"], event="task-clock", sample_period=1_000_000,
+    prog = load(daemon, obj, global_data={"target_pid": struct.pack("<I", busy.pid).hex()})
+    link = daemon.attach(prog["program_id"], event="task-clock", sample_period=1_000_000,
                   pid=busy.pid)
     assert link_pins(link) == ["pid"]
     map_dir = prog["map_pin_dir"]
     assert wait_for(lambda: u64(map_dir, "target_samples", 0) >= 20)
-    d.client().call("program.detach", {"link_id": link["link_id"]})
+    daemon.client().call("program.detach", {"link_id": link["link_id"]})
     # task-clock on one process: every sample was taken while it ran.
     assert sum(per_cpu(map_dir)) == u64(map_dir, "target_samples", 0)
 
 
-def test_cgroup_scope(d: DaemonProcess, obj: Path) -> None:
+def test_cgroup_scope(daemon: DaemonProcess, obj: Path) -> None:
     if not (CGROUP_ROOT / "cgroup.procs").exists():
         pytest.skip(f"no cgroup v2 hierarchy at {CGROUP_ROOT}")
     cgroup = CGROUP_ROOT / f"types_b_perf_{os.getpid()}"
@@ -139,13 +127,13 @@ def test_cgroup_scope(d: DaemonProcess, obj: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", BUSY])
     try:
         (cgroup / "cgroup.procs").write_text(str(proc.pid))
-        prog = load(d, obj, global_data={"target_pid": struct.pack("<I", proc.pid).hex()})
-        link = attach(d, prog["program_id"], event="cpu-clock", frequency=1000,
+        prog = load(daemon, obj, global_data={"target_pid": struct.pack("<I", proc.pid).hex()})
+        link = daemon.attach(prog["program_id"], event="cpu-clock", frequency=1000,
                       cgroup=str(cgroup))
         assert link_pins(link) == sorted(f"cpu{c}" for c in kernel.online_cpus())
         map_dir = prog["map_pin_dir"]
         assert wait_for(lambda: u64(map_dir, "target_samples", 0) >= 20)
-        d.client().call("program.detach", {"link_id": link["link_id"]})
+        daemon.client().call("program.detach", {"link_id": link["link_id"]})
         # Only the cgroup's one process was sampled.
         assert sum(per_cpu(map_dir)) == u64(map_dir, "target_samples", 0)
         assert not Path(link["pin_path"]).exists()
@@ -155,79 +143,80 @@ def test_cgroup_scope(d: DaemonProcess, obj: Path) -> None:
         cgroup.rmdir()
 
 
-def test_cli_python_client_and_plugins_listed(d: DaemonProcess, obj: Path) -> None:
-    prog = load(d, obj)
+def test_cli_python_client_and_plugins_listed(daemon: DaemonProcess, obj: Path) -> None:
+    prog = load(daemon, obj)
     # The Python client with the plugin's own attrs class as the params.
-    typed = d.client().call_typed("program.attach", AttachRequest(
+    typed = daemon.client().call_typed("program.attach", AttachRequest(
         program_id=prog["program_id"],
         params=convert.unstructure(PerfEventParams(event="task-clock", sample_period=10**6))))
     assert typed.summary == "perf_event task-clock every 1000000 all CPUs"
-    d.client().call("program.detach", {"link_id": typed.link_id})
-    out = d.cli("attach", str(prog["program_id"]), "perf_event", "--event", "cpu-clock",
+    daemon.client().call("program.detach", {"link_id": typed.link_id})
+    out = daemon.cli("attach", str(prog["program_id"]), "perf_event", "--event", "cpu-clock",
                 "--frequency", "99", "-o", "json")
     link = json.loads(out.stdout)
     assert link["params"]["event"] == "cpu-clock" and link["params"]["frequency"] == 99
     assert wait_for(lambda: sum(per_cpu(prog["map_pin_dir"])) > 0)
-    plugins = d.cli("plugins").stdout
+    plugins = daemon.cli("plugins").stdout
     assert re.search(r"\bperf_event\b", plugins) and re.search(r"\blsm\b", plugins), plugins
-    discover = d.client().call("rpc.discover")
+    discover = daemon.client().call("rpc.discover")
     assert "cpu-clock" in json.dumps(discover)
 
 
 def test_restart_survival_and_drift(obj: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to run the daemon")
-    with running_daemon() as d:
-        prog = load(d, obj)
-        link = attach(d, prog["program_id"], event="cpu-clock", frequency=1000)
+    with running_daemon() as daemon:
+        prog = load(daemon, obj)
+        link = daemon.attach(prog["program_id"], event="cpu-clock", frequency=1000)
         map_dir = prog["map_pin_dir"]
-        d.stop()
+        daemon.stop()
         # The daemon is down: the pinned links keep sampling.
         before = sum(per_cpu(map_dir))
         assert wait_for(lambda: sum(per_cpu(map_dir)) > before + 10)
-        d.start()
-        [listed] = d.client().call("link.list", {"program_id": prog["program_id"]})
+        daemon.start()
+        [listed] = daemon.client().call("link.list", {"program_id": prog["program_id"]})
         assert listed["link_id"] == link["link_id"]
-        assert d.client().call("daemon.reconcile") == []
+        assert daemon.client().call("daemon.reconcile") == []
         # One CPU's link removed behind the daemon's back: reported as drift.
         kernel.detach_link(Path(link["pin_path"]) / "cpu0")
-        drifts = d.client().call("daemon.reconcile")
+        drifts = daemon.client().call("daemon.reconcile")
         assert any("cpu0" in drift["problem"] for drift in drifts), drifts
-        d.client().call("program.detach", {"link_id": link["link_id"]})
+        daemon.client().call("program.detach", {"link_id": link["link_id"]})
         assert not Path(link["pin_path"]).exists()
 
 
-def test_errors(d: DaemonProcess, obj: Path) -> None:
-    prog = load(d, obj)
+def test_errors(daemon: DaemonProcess, obj: Path) -> None:
+    prog = load(daemon, obj)
     pid = prog["program_id"]
     with pytest.raises(RpcError) as bad:
-        attach(d, pid, event="no-such-event")
+        daemon.attach(pid, event="no-such-event")
     assert bad.value.code == -32602 and "event" in str(bad.value.data)
     with pytest.raises(RpcError) as both:
-        attach(d, pid, event="cpu-clock", frequency=99, sample_period=1000)
+        daemon.attach(pid, event="cpu-clock", frequency=99, sample_period=1000)
     assert both.value.code == -32602
     with pytest.raises(RpcError) as gone:
-        attach(d, pid, event="cpu-clock", pid=2**22 + 7)
+        daemon.attach(pid, event="cpu-clock", pid=2**22 + 7)
     assert gone.value.data["kind"] == "attach_target_not_found"
     with pytest.raises(RpcError) as too_fast:
-        attach(d, pid, event="cpu-clock", frequency=10**9)
+        daemon.attach(pid, event="cpu-clock", frequency=10**9)
     assert "perf_event_max_sample_rate" in str(too_fast.value)
     if not Path("/sys/bus/event_source/devices/cpu").exists():
         # No hardware PMU on this machine (a VM): the error names it.
         with pytest.raises(RpcError) as hw:
-            attach(d, pid, event="cycles")
+            daemon.attach(pid, event="cycles")
         assert hw.value.data["kind"] == "kernel_feature_missing"
         assert "hardware perf events" in str(hw.value)
     # Nothing half-made was left behind.
-    assert d.client().call("link.list", {"program_id": pid}) == []
-    assert list((d.bpffs / "links").iterdir()) == []
+    assert daemon.client().call("link.list", {"program_id": pid}) == []
+    assert list((daemon.bpffs / "links").iterdir()) == []
 
 
-def test_lsm_refused_with_the_reason(d: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
+def test_lsm_refused_with_the_reason(daemon: DaemonProcess,
+                                     bpf_program: Callable[..., Path]) -> None:
     if kernel.probe_features().lsm_programs:
         pytest.skip("this kernel runs LSM programs: tests/vm/test_vm_lsm_perf_event.py covers them")
     with pytest.raises(RpcError) as refused:
-        d.client().call("program.load", {
+        daemon.client().call("program.load", {
             "path": str(bpf_program("lsm_deny")),
             "programs": [{"name": "deny_kill", "type": "lsm"}]})
     assert refused.value.data["kind"] == "kernel_feature_missing"
@@ -243,12 +232,12 @@ def test_example_profiler_unprivileged(public_tmp_path: Path,
               'scope = "own"\nmethods = ["program.load", "program.attach", "program.unload",'
               ' "map.get", "map.dump"]\nprogram_types = ["perf_event"]\n')
     built = compile_bpf(PROFILER / "profile.bpf.c", public_tmp_path)
-    with running_daemon(policy) as d:
-        os.chmod(d.root, 0o755)
+    with running_daemon(policy) as daemon:
+        os.chmod(daemon.root, 0o755)
         app = subprocess.run(
             [sys.executable, str(PROFILER / "profiler.py"), "--object", str(built),
              "--pid", str(busy.pid), "--seconds", "2", "--frequency", "199",
-             "--socket", str(d.socket)],
+             "--socket", str(daemon.socket)],
             user=65534, group=65534, extra_groups=[], capture_output=True, text=True,
             timeout=60,
         )
@@ -257,4 +246,4 @@ def test_example_profiler_unprivileged(public_tmp_path: Path,
         match = re.search(r"^(\d+) samples", app.stdout, re.M)
         assert match and int(match.group(1)) >= 50, app.stdout
         assert "python" in app.stdout, app.stdout
-        assert d.client().call("program.list") == []  # it unloaded on exit
+        assert daemon.client().call("program.list") == []  # it unloaded on exit

@@ -131,15 +131,8 @@ def uprobe_object(bpf_program: Callable[..., Path]) -> Path:
     return bpf_program("uprobe_counter", **{f"__TARGET_ARCH_{ARCH}": "1"})
 
 
-def load(d: DaemonProcess, path: Path, name: str, type_: str, **selector: Any) -> dict[str, Any]:
-    [prog] = d.client().call("program.load", {
-        "path": str(path), "programs": [{"name": name, "type": type_, **selector}]})["programs"]
-    return prog
 
 
-def attach(d: DaemonProcess, prog: dict[str, Any], **params: Any) -> dict[str, Any]:
-    return d.client().call("program.attach", {"program_id": prog["program_id"],
-                                              "params": params})
 
 
 def counts(prog: dict[str, Any]) -> tuple[int, int]:
@@ -154,7 +147,7 @@ def counts(prog: dict[str, Any]) -> tuple[int, int]:
 
 
 def entry_and_return(d: DaemonProcess, obj: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    return load(d, obj, "count_entry", "uprobe"), load(d, obj, "count_return", "uretprobe")
+    return d.load(obj, "count_entry", "uprobe"), d.load(obj, "count_return", "uretprobe")
 
 
 # --- uprobes ------------------------------------------------------------------------
@@ -165,7 +158,7 @@ def test_uprobe_and_uretprobe_count_exactly(daemon: DaemonProcess, uprobe_object
     entry, ret = entry_and_return(daemon, uprobe_object)
     binary = str(build / "probe_target")
     target = spawn()
-    links = [attach(daemon, p, target=binary, fn_name="bpfman_probe_target") for p in (entry, ret)]
+    links = [daemon.attach(p, target=binary, fn_name="bpfman_probe_target") for p in (entry, ret)]
     for link in links:
         assert Path(link["pin_path"]).exists()
         assert kernel.link_info(link["kernel_link_id"]).type == "perf_event"
@@ -197,8 +190,8 @@ def test_offset_without_function_name(daemon: DaemonProcess, uprobe_object: Path
                                       build: Path, spawn: Callable[..., Target]) -> None:
     binary = build / "probe_target"
     file_offset = kernel.user_function_offset(binary, "bpfman_probe_target")
-    entry = load(daemon, uprobe_object, "count_entry", "uprobe")
-    link = attach(daemon, entry, target=str(binary), offset=file_offset)
+    entry = daemon.load(uprobe_object, "count_entry", "uprobe")
+    link = daemon.attach(entry, target=str(binary), offset=file_offset)
     target = spawn()
     target.call("f", N)
     assert counts(entry) == (N, N * (N - 1) // 2)
@@ -210,7 +203,7 @@ def test_pid_filter_counts_one_process(daemon: DaemonProcess, uprobe_object: Pat
     first, second = spawn(), spawn()
     entry, ret = entry_and_return(daemon, uprobe_object)
     for prog in (entry, ret):
-        attach(daemon, prog, target=str(build / "probe_target"), fn_name="bpfman_probe_target",
+        daemon.attach(prog, target=str(build / "probe_target"), fn_name="bpfman_probe_target",
                pid=second.pid)
     first.call("f", 3 * N)
     second.call("f", N)
@@ -224,10 +217,10 @@ def test_library_by_name(daemon: DaemonProcess, uprobe_object: Path,
     target = spawn()
     entry, ret = entry_and_return(daemon, uprobe_object)
     # libc's getpid, system-wide in libc but filtered to our process.
-    link = attach(daemon, ret, target="libc", fn_name="getpid", pid=target.pid)
+    link = daemon.attach(ret, target="libc", fn_name="getpid", pid=target.pid)
     assert link["summary"].startswith(f"uretprobe libc:getpid pid={target.pid} (/")
     # The loader's bare name for the same library ("c" as in -lc).
-    attach(daemon, entry, target="c", fn_name="getpid", pid=target.pid)
+    daemon.attach(entry, target="c", fn_name="getpid", pid=target.pid)
     assert target.call("p", N) == N
     hits, pid_sum = counts(ret)
     assert (hits, pid_sum) == (N, N * target.pid)  # getpid() returned the pid each time
@@ -241,9 +234,9 @@ def test_container_target_resolves_in_its_mount_namespace(
     inside, lib_path = container
     entry, ret = entry_and_return(daemon, uprobe_object)
     # By library name, from what the process mapped, and by absolute path.
-    by_name = attach(daemon, ret, target="bpfmantest", fn_name="bpfman_lib_target",
+    by_name = daemon.attach(ret, target="bpfmantest", fn_name="bpfman_lib_target",
                      container_pid=inside.pid)
-    by_path = attach(daemon, entry, target=str(lib_path), fn_name="bpfman_lib_target",
+    by_path = daemon.attach(entry, target=str(lib_path), fn_name="bpfman_lib_target",
                      container_pid=inside.pid)
     root = f"/proc/{inside.pid}/root{lib_path}"
     for link in (by_name, by_path):
@@ -272,7 +265,7 @@ def test_uprobe_errors_leave_nothing(daemon: DaemonProcess, uprobe_object: Path,
     ]
     for prog, params, code, field in cases:
         with pytest.raises(RpcError) as err:
-            attach(daemon, prog, **params)
+            daemon.attach(prog, **params)
         assert err.value.code == code, (params, err.value)
         if field is not None:
             assert err.value.data["field"] == field
@@ -301,7 +294,7 @@ def test_missing_kernel_features_are_named(
         pytest.skip(f"this kernel has {feature}: tests/vm covers {type_}")
     assert type_ in info["types"]
     with pytest.raises(RpcError) as err:
-        load(daemon, bpf_program("kernel_probes"), program, type_, **selector)
+        daemon.load(bpf_program("kernel_probes"), program, type_, selector=selector)
     assert err.value.code == 1400, err.value
     assert err.value.data["feature"] == feature
     assert err.value.message.startswith(f"unsupported by this kernel: {feature} (")

@@ -53,6 +53,7 @@ def test_daemon_serves_inherited_socket() -> None:
         )
         info = json.loads(out.stdout)["result"]
         assert info["bpffs"] == str(root / "fs")
+        assert info["socket"] == str(path)  # the socket it serves, not the configured one
         assert not (root / "unused.sock").exists()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

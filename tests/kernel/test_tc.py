@@ -14,10 +14,9 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tc_support import OK, PIPE, SHOT, UNSPEC, Chain
+from tc_support import OK, PIPE, SHOT, UNSPEC, Chain, attach, filters, tc
 
 from bpfman.client import RpcError
 from bpfman.testing import DaemonProcess, VethPair
@@ -28,16 +27,8 @@ def chain(daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Chain:
     return Chain(daemon, bpf_program("tc_chain"), "tc")
 
 
-def tc(veth: VethPair, *args: str, ns: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["tc", "-n", ns or veth.ns_b, *args], capture_output=True,
-                          text=True, check=True)
 
 
-def filters(veth: VethPair, direction: str = "ingress", *, dev: str | None = None,
-            ns: str | None = None) -> list[dict[str, Any]]:
-    """`tc -j filter show` entries that are filters (not per-priority headers)."""
-    out = tc(veth, "-j", "filter", "show", "dev", dev or veth.if_b, direction, ns=ns).stdout
-    return [f for f in json.loads(out or "[]") if "options" in f]
 
 
 def qdiscs(veth: VethPair, *, ns: str | None = None, dev: str | None = None) -> list[str]:
@@ -45,10 +36,6 @@ def qdiscs(veth: VethPair, *, ns: str | None = None, dev: str | None = None) -> 
     return [q["kind"] for q in json.loads(out)]
 
 
-def attach(chain: Chain, veth: VethPair, tag: int, priority: int,
-           direction: str = "ingress", **extra: Any) -> dict[str, Any]:
-    return chain.attach(tag, iface=veth.if_b, direction=direction, priority=priority,
-                        netns=veth.netns_b, **extra)
 
 
 def test_counter_dropper_pass_in_priority_order(chain: Chain, veth: VethPair) -> None:

@@ -143,15 +143,8 @@ def map_u64(prog: dict[str, Any], name: str, slot: int = 0) -> int:
     return struct.unpack("<Q", raw[:8])[0]
 
 
-def load(d: DaemonProcess, path: Path, name: str, type_: str, **extra: Any) -> dict[str, Any]:
-    [prog] = d.client().call("program.load", {
-        "path": str(path), "programs": [{"name": name, "type": type_}], **extra})["programs"]
-    return prog
 
 
-def attach(d: DaemonProcess, prog: dict[str, Any], **params: Any) -> dict[str, Any]:
-    return d.client().call("program.attach", {"program_id": prog["program_id"],
-                                              "params": params})
 
 
 def test_sandbox_harness_applies_what_it_claims(tmp_path: Path) -> None:
@@ -216,9 +209,9 @@ def test_xdp_in_a_namespace_named_by_a_nonroot_pid(
 
 def test_tracepoint_counts(unit_daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> None:
     # tracefs mounted by the daemon if needed (CAP_SYS_ADMIN), perf_event_open (CAP_PERFMON).
-    prog = load(unit_daemon, bpf_program("tp_counter"), "count_getpid", "tracepoint",
+    prog = unit_daemon.load(bpf_program("tp_counter"), "count_getpid", "tracepoint",
                 global_data={"target_pid": struct.pack("<I", os.getpid()).hex()})
-    attach(unit_daemon, prog, tracepoint="syscalls/sys_enter_getpid")
+    unit_daemon.attach(prog, tracepoint="syscalls/sys_enter_getpid")
     before = map_u64(prog, "counts")
     for _ in range(N):
         os.getpid()
@@ -231,9 +224,9 @@ def test_uprobe_in_a_nonroot_process_mount_namespace(
 ) -> None:
     # /proc/<pid>/maps and /proc/<pid>/root of a process that is not root's.
     obj = bpf_program("uprobe_counter", **{f"__TARGET_ARCH_{ARCH}": "1"})
-    prog = load(unit_daemon, obj, "count_entry", "uprobe")
+    prog = unit_daemon.load(obj, "count_entry", "uprobe")
     pid = nobody_process.pid
-    link = attach(unit_daemon, prog, target="libc", fn_name="getpid", pid=pid,
+    link = unit_daemon.attach(prog, target="libc", fn_name="getpid", pid=pid,
                   container_pid=pid)
     assert f"/proc/{pid}/root/" in link["summary"], link["summary"]
     assert nobody_process.stdin is not None and nobody_process.stdout is not None
@@ -276,7 +269,7 @@ def test_unprivileged_caller_loads_as_itself(
     theirs = Path(shutil.copy(obj, public_tmp_path / "theirs.o"))
     os.chown(theirs, NOBODY, NOBODY)
     theirs.chmod(0o600)
-    load(unit_daemon, theirs, "xdp_counter", "xdp")
+    unit_daemon.load(theirs, "xdp_counter", "xdp")
     unloaded = call_as(unit_daemon, "program.unload", {"program_id": prog["program_id"]})
     assert "code" not in unloaded, unloaded
 
@@ -289,9 +282,9 @@ def test_without_sys_ptrace_nonroot_namespaces_are_out_of_reach(
     caps = [c for c in unit_capabilities() if c != "sys_ptrace"]
     for d in sandboxed_daemon(caps):
         obj = bpf_program("uprobe_counter", **{f"__TARGET_ARCH_{ARCH}": "1"})
-        prog = load(d, obj, "count_entry", "uprobe")
+        prog = d.load(obj, "count_entry", "uprobe")
         with pytest.raises(RpcError) as err:
-            attach(d, prog, target="libc", fn_name="getpid", container_pid=nobody_process.pid)
+            d.attach(prog, target="libc", fn_name="getpid", container_pid=nobody_process.pid)
         assert "mount namespace" in err.value.message, err.value.message
 
 

@@ -365,3 +365,16 @@ async def test_cached_verdicts_need_the_same_policy(
         await strict.ensure(url, "IfNotPresent")
     with pytest.raises(ImageNotFound):
         strict.object_for_load(ImageSource(url, "Never"), ["count_getpid"])
+
+
+async def test_https_to_a_plain_http_registry_says_what_to_set(
+        registry: LocalRegistry) -> None:  # noqa: F811
+    """The usual first mistake with a local registry: the error names it and
+    the config line that fixes it, instead of an empty reason."""
+    async with oci.RegistryClient(registry.host, plain_http=False, timeout=5) as client:
+        with pytest.raises(PullFailed) as err:
+            await client.get_manifest("bytecode/none", "v1")
+    exc = err.value
+    assert exc.data()["reason"] == "unreachable"
+    assert exc.message.split(": ")[-1] != ""
+    assert "plain_http = true" in exc.message and registry.host in exc.data()["hint"]

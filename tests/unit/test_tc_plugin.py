@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from bpfman import kernel
 from bpfman.context import HookContext
+from bpfman.dispatch import tc as tc_dispatcher
 from bpfman.kernel.bpffs import Bpffs
 from bpfman.model.records import LinkRecord, ProgramRecord
 from bpfman_tc import tc, tcx
@@ -61,5 +62,5 @@ def test_descriptions() -> None:
 
 
 def test_netns_path_of_own_namespace_is_none() -> None:
-    assert tc._netns_path(0) is None
-    assert tc._netns_path(1) is None  # no namespace has inode 1
+    assert tc_dispatcher._netns_path(0) is None
+    assert tc_dispatcher._netns_path(1) is None  # no namespace has inode 1

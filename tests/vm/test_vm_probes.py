@@ -50,9 +50,6 @@ def counts(programs: dict[str, Any]) -> list[int]:
     return probe_support.counts(Path(programs["on_entry"]["map_pin_dir"]))
 
 
-def attach(daemon: DaemonProcess, prog: dict[str, Any], **params: Any) -> dict[str, Any]:
-    return daemon.client().call("program.attach", {"program_id": prog["program_id"],
-                                                   "params": params})
 
 
 def detach(daemon: DaemonProcess, link: dict[str, Any]) -> None:
@@ -62,8 +59,8 @@ def detach(daemon: DaemonProcess, link: dict[str, Any]) -> None:
 
 def test_kprobe_and_kretprobe_count_calls(module_daemon: DaemonProcess,
                                           programs: dict[str, Any]) -> None:
-    entry = attach(module_daemon, programs["on_entry"], fn_name=FUNCTION)
-    ret = attach(module_daemon, programs["on_return"], fn_name=FUNCTION)
+    entry = module_daemon.attach(programs["on_entry"], fn_name=FUNCTION)
+    ret = module_daemon.attach(programs["on_return"], fn_name=FUNCTION)
     assert entry["summary"] == f"kprobe {FUNCTION}"
     assert ret["summary"] == f"kretprobe {FUNCTION}"
     for link in (entry, ret):
@@ -88,7 +85,7 @@ def test_kprobe_at_an_offset(module_daemon: DaemonProcess, programs: dict[str, A
     link = None
     for offset in range(1, 16):
         try:
-            link = attach(module_daemon, programs["on_offset"], fn_name=FUNCTION, offset=offset)
+            link = module_daemon.attach(programs["on_offset"], fn_name=FUNCTION, offset=offset)
             break
         except RpcError as err:
             assert (err.code, err.data["field"]) == (1000, "offset"), err
@@ -110,7 +107,7 @@ def test_kprobe_errors(module_daemon: DaemonProcess, programs: dict[str, Any]) -
     ]
     for name, params, code, field in cases:
         with pytest.raises(RpcError) as err:
-            attach(module_daemon, programs[name], **params)
+            module_daemon.attach(programs[name], **params)
         assert err.value.code == code, (params, err.value)
         if field is not None:
             assert err.value.data["field"] == field
@@ -125,8 +122,8 @@ def test_fentry_and_fexit_on_the_same_function(module_daemon: DaemonProcess,
                                           {"program_id": programs[name]["program_id"]})
         assert got["attach_func"] == FUNCTION
         assert got["kernel"]["kernel_type"] == "tracing"
-    fentry = attach(module_daemon, programs["on_fentry"])
-    fexit = attach(module_daemon, programs["on_fexit"])
+    fentry = module_daemon.attach(programs["on_fentry"])
+    fexit = module_daemon.attach(programs["on_fexit"])
     assert (fentry["summary"], fexit["summary"]) == (f"fentry {FUNCTION}", f"fexit {FUNCTION}")
     for link in (fentry, fexit):
         assert kernel.link_info(link["kernel_link_id"]).type == "tracing"
@@ -147,6 +144,6 @@ def test_fexit_program_cannot_pose_as_fentry(module_daemon: DaemonProcess,
         "path": str(bpf_program("kernel_probes")),
         "programs": [{"name": "on_fexit", "type": "fentry"}]})["programs"]
     with pytest.raises(RpcError) as err:
-        attach(module_daemon, prog)
+        module_daemon.attach(prog)
     assert (err.value.code, err.value.data["field"]) == (1000, "type")
     assert list((module_daemon.bpffs / "links").iterdir()) == []

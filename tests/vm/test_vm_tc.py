@@ -10,14 +10,11 @@ qemu's software emulation it takes about a minute to start.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tc_support import NEXT, OK, PIPE, SHOT, Chain
+from tc_support import NEXT, OK, PIPE, SHOT, Chain, attach, filters
 
 from bpfman import kernel
 from bpfman.testing import DaemonProcess, VethPair, veth_pair
@@ -34,16 +31,8 @@ def chain(module_daemon: DaemonProcess, bpf_program: Callable[..., Path]) -> Cha
     return Chain(module_daemon, bpf_program("tc_chain"), "tc")
 
 
-def filters(veth: VethPair, direction: str = "ingress") -> list[dict[str, Any]]:
-    out = subprocess.run(["tc", "-n", veth.ns_b, "-j", "filter", "show", "dev", veth.if_b,
-                          direction], capture_output=True, text=True, check=True).stdout
-    return [f for f in json.loads(out or "[]") if "options" in f]
 
 
-def attach(chain: Chain, veth: VethPair, tag: int, priority: int,
-           direction: str = "ingress", **extra: Any) -> dict[str, Any]:
-    return chain.attach(tag, iface=veth.if_b, direction=direction, priority=priority,
-                        netns=veth.netns_b, **extra)
 
 
 def test_freplace_dispatcher_chain(chain: Chain, veth: VethPair) -> None:

@@ -12,7 +12,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,15 +20,9 @@ from xdp_support import FRAME, XDP_PASS, attach, counts, dispatchers, load
 
 from bpfman import kernel
 from bpfman.client import RpcError
-from bpfman.testing import DaemonProcess, VethPair, running_daemon
+from bpfman.testing import DaemonProcess, VethPair
 
 LIBXDP_XDP_DIR = Path("/sys/fs/bpf/xdp")
-
-
-@pytest.fixture
-def d() -> Iterator[DaemonProcess]:
-    with running_daemon() as daemon:  # its start timeout allows for the VM
-        yield daemon
 
 
 @pytest.fixture
@@ -57,17 +51,17 @@ def status_rows(pair: VethPair) -> list[tuple[str, int, str]]:
     return rows
 
 
-def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Path],
+def test_libxdp_demo_and_xdp_loader_status(daemon: DaemonProcess, objs: dict[str, Path],
                                            veth: VethPair) -> None:
-    counter = load(d, objs["counter"], "xdp_counter")
-    attach(d, counter, veth, priority=55)
-    [disp] = dispatchers(d)
+    counter = load(daemon, objs["counter"], "xdp_counter")
+    attach(daemon, counter, veth, priority=55)
+    [disp] = dispatchers(daemon)
     assert disp["mode"] == "libxdp"
     assert veth.ping(3) == 3 and counts(counter)[0] >= 3
 
-    passer = load(d, objs["verdict"], "xdp_pass_only")
-    link = attach(d, passer, veth, priority=50, proceed_on=["drop"])
-    [disp] = dispatchers(d)
+    passer = load(daemon, objs["verdict"], "xdp_pass_only")
+    link = attach(daemon, passer, veth, priority=50, proceed_on=["drop"])
+    [disp] = dispatchers(daemon)
     assert disp["mode"] == "libxdp" and disp["links"][0] == link["link_id"]
     dispatcher_id = veth.xdp_program_id()
     assert disp["program_id"] == dispatcher_id
@@ -91,7 +85,7 @@ def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Pat
     flood = threading.Thread(target=lambda: result.setdefault("got", veth.ping(300)))
     flood.start()
     time.sleep(1.0)
-    d.client().call("link.update", {"link_id": link["link_id"], "params": {"priority": 60}})
+    daemon.client().call("link.update", {"link_id": link["link_id"], "params": {"priority": 60}})
     flood.join(60)
     assert result["got"] == 300
     assert counts(counter)[0] > before
@@ -99,9 +93,9 @@ def test_libxdp_demo_and_xdp_loader_status(d: DaemonProcess, objs: dict[str, Pat
     assert [(name, prio) for name, prio, _a in rows] == [("xdp_counter", 55),
                                                           ("xdp_pass_only", 60)]
 
-    d.client().call("program.unload", {"program_id": passer["program_id"]})
-    d.client().call("program.unload", {"program_id": counter["program_id"]})
-    assert veth.xdp_program_id() == 0 and dispatchers(d) == []
+    daemon.client().call("program.unload", {"program_id": passer["program_id"]})
+    daemon.client().call("program.unload", {"program_id": counter["program_id"]})
+    assert veth.xdp_program_id() == 0 and dispatchers(daemon) == []
     assert not any(LIBXDP_XDP_DIR.glob(f"dispatch-{attached_ifindex(veth)}-*"))
 
 
@@ -111,11 +105,11 @@ def attached_ifindex(pair: VethPair) -> int:
     return int(out.split(":")[0])
 
 
-def test_xdp_loader_program_joins_and_daemon_adds_next(d: DaemonProcess,
+def test_xdp_loader_program_joins_and_daemon_adds_next(daemon: DaemonProcess,
                                                        objs: dict[str, Path],
                                                        veth: VethPair) -> None:
-    counter = load(d, objs["counter"], "xdp_counter")
-    attach(d, counter, veth, priority=30)
+    counter = load(daemon, objs["counter"], "xdp_counter")
+    attach(daemon, counter, veth, priority=30)
     # xdp-loader adds its own program into the daemon's dispatcher...
     xdp_loader(veth, "load", "-m", "native", "-n", "xdp_dropper", "-P", "40", veth.if_b,
                str(objs["verdict"]))
@@ -124,35 +118,35 @@ def test_xdp_loader_program_joins_and_daemon_adds_next(d: DaemonProcess,
     assert veth.ping(2) == 0  # the dropper runs after the counter
     foreign_ids = [p.program_id for p in kernel.iter_programs() if p.name == "xdp_dropper"]
     assert foreign_ids
-    listed = d.client().call("program.list", {"all": True})
+    listed = daemon.client().call("program.list", {"all": True})
     assert any(p["name"] == "xdp_dropper" and not p["managed"] for p in listed)
 
     # ...and the daemon adds its next program into that chain, keeping it.
-    passer = load(d, objs["verdict"], "xdp_pass_only")
-    attach(d, passer, veth, priority=35, proceed_on=[])
+    passer = load(daemon, objs["verdict"], "xdp_pass_only")
+    attach(daemon, passer, veth, priority=35, proceed_on=[])
     rows = status_rows(veth)
     assert [(n, p) for n, p, _a in rows] == [
         ("xdp_counter", 30), ("xdp_pass_only", 35), ("xdp_dropper", 40)]
     assert veth.ping(2) == 2  # pass-only's PASS is final: the dropper no longer runs
-    [disp] = dispatchers(d)
+    [disp] = dispatchers(daemon)
     assert disp["mode"] == "libxdp" and disp["program_id"] == veth.xdp_program_id()
     # Who loaded what: the dispatcher and our extension copies are the
     # daemon's, xdp-loader's program is unmanaged (as list --all marks them).
     owners = {p["program_id"]: (p["owner"], p["daemon_role"])
-              for p in d.client().call("program.list", {"all": True})}
+              for p in daemon.client().call("program.list", {"all": True})}
     assert owners[disp["program_id"]] == ("daemon", "xdp dispatcher")
     roles = sorted(role for owner, role in owners.values() if owner == "daemon")
     assert roles == sorted(["xdp dispatcher", f"extension of {counter['program_id']}",
                             f"extension of {passer['program_id']}"])
     assert all(owners[i] == ("unmanaged", None) for i in foreign_ids if i in owners)
-    table = d.cli("list", "--all").stdout
+    table = daemon.cli("list", "--all").stdout
     assert f"daemon (extension of {counter['program_id']})" in table
-    header = d.cli("dispatchers").stdout.splitlines()[0]
+    header = daemon.cli("dispatchers").stdout.splitlines()[0]
     assert header.startswith(f"xdp {veth.if_b} in {veth.netns_b}  mode libxdp, native")
 
     # Detaching ours keeps xdp-loader's program running.
-    d.client().call("program.unload", {"program_id": passer["program_id"]})
-    d.client().call("program.unload", {"program_id": counter["program_id"]})
+    daemon.client().call("program.unload", {"program_id": passer["program_id"]})
+    daemon.client().call("program.unload", {"program_id": counter["program_id"]})
     rows = status_rows(veth)
     assert [n for n, _p, _a in rows] == ["xdp_dropper"]
     assert veth.ping(2) == 0
@@ -160,12 +154,12 @@ def test_xdp_loader_program_joins_and_daemon_adds_next(d: DaemonProcess,
     assert veth.xdp_program_id() == 0 and veth.ping(2) == 2
 
 
-def test_daemon_joins_xdp_loader_chain(d: DaemonProcess, objs: dict[str, Path],
+def test_daemon_joins_xdp_loader_chain(daemon: DaemonProcess, objs: dict[str, Path],
                                        veth: VethPair) -> None:
     xdp_loader(veth, "load", "-m", "native", "-n", "xdp_pass_only", "-P", "10",
                "-A", "XDP_PASS", veth.if_b, str(objs["verdict"]))
-    counter = load(d, objs["counter"], "xdp_counter")
-    attach(d, counter, veth, priority=20)
+    counter = load(daemon, objs["counter"], "xdp_counter")
+    attach(daemon, counter, veth, priority=20)
     rows = status_rows(veth)
     assert [(n, p) for n, p, _a in rows] == [("xdp_pass_only", 10), ("xdp_counter", 20)]
     before = counts(counter)[0]
@@ -179,29 +173,29 @@ def test_daemon_joins_xdp_loader_chain(d: DaemonProcess, objs: dict[str, Path],
     assert veth.ping(2) == 2 and counts(counter)[0] >= before + 5
 
 
-def test_eleventh_program_is_refused(d: DaemonProcess, objs: dict[str, Path],
+def test_eleventh_program_is_refused(daemon: DaemonProcess, objs: dict[str, Path],
                                      veth: VethPair) -> None:
     for i in range(10):
-        attach(d, load(d, objs["verdict"], "xdp_pass_only"), veth, priority=i)
+        attach(daemon, load(daemon, objs["verdict"], "xdp_pass_only"), veth, priority=i)
     with pytest.raises(RpcError) as err:
-        attach(d, load(d, objs["verdict"], "xdp_pass_only"), veth, priority=5)
+        attach(daemon, load(daemon, objs["verdict"], "xdp_pass_only"), veth, priority=5)
     assert err.value.code == 1200
     assert len(status_rows(veth)) == 10
 
 
-def test_removing_first_program_keeps_proceed_on_aligned(d: DaemonProcess,
+def test_removing_first_program_keeps_proceed_on_aligned(daemon: DaemonProcess,
                                                          objs: dict[str, Path],
                                                          veth: VethPair) -> None:
     """Upstream #791 in libxdp mode: each program keeps its own chain actions
     when the one before it goes."""
-    first = attach(d, load(d, objs["verdict"], "xdp_pass_only"), veth, priority=5,
+    first = attach(daemon, load(daemon, objs["verdict"], "xdp_pass_only"), veth, priority=5,
                    proceed_on=["pass"])
-    attach(d, load(d, objs["verdict"], "xdp_dropper"), veth, priority=10,
+    attach(daemon, load(daemon, objs["verdict"], "xdp_dropper"), veth, priority=10,
            proceed_on=["drop"])
-    counter = load(d, objs["counter"], "xdp_counter")
-    attach(d, counter, veth, priority=15, proceed_on=[])
+    counter = load(daemon, objs["counter"], "xdp_counter")
+    attach(daemon, counter, veth, priority=15, proceed_on=[])
     assert kernel.test_run(veth.xdp_program_id(), FRAME).retval == XDP_PASS
-    d.client().call("program.detach", {"link_id": first["link_id"]})
+    daemon.client().call("program.detach", {"link_id": first["link_id"]})
     c0 = counts(counter)[0]
     assert kernel.test_run(veth.xdp_program_id(), FRAME).retval == XDP_PASS
     assert counts(counter)[0] >= c0 + 1
@@ -210,14 +204,14 @@ def test_removing_first_program_keeps_proceed_on_aligned(d: DaemonProcess,
     assert "XDP_DROP" in rows[0][2]
 
 
-def test_packet_modifying_program_is_accepted(d: DaemonProcess, objs: dict[str, Path],
+def test_packet_modifying_program_is_accepted(daemon: DaemonProcess, objs: dict[str, Path],
                                               veth: VethPair) -> None:
     """The stubs' no-op bpf_xdp_adjust_tail lets an extension that changes
     packet data replace them on 6.12.107+ (libxdp 1.3.1's stubs would not)."""
-    changer = load(d, objs["verdict"], "xdp_pkt_changer")
-    attach(d, changer, veth, priority=10)  # alone: replaces xdp_dispatcher itself
+    changer = load(daemon, objs["verdict"], "xdp_pkt_changer")
+    attach(daemon, changer, veth, priority=10)  # alone: replaces xdp_dispatcher itself
     assert veth.ping(2) == 2
-    counter = load(d, objs["counter"], "xdp_counter")
-    attach(d, counter, veth, priority=20)  # chained: replaces prog0
+    counter = load(daemon, objs["counter"], "xdp_counter")
+    attach(daemon, counter, veth, priority=20)  # chained: replaces prog0
     assert veth.ping(2) == 2 and counts(counter)[0] >= 2
     assert [n for n, _p, _a in status_rows(veth)] == ["xdp_pkt_changer", "xdp_counter"]

@@ -128,6 +128,11 @@ def selects(caller: Caller, metadata: Mapping[str, str]) -> bool:
     return caller.grants is None or any(g.selects(metadata) for g in caller.grants)
 
 
+def selects_everything(caller: Caller) -> bool:
+    """Whether some grant of the caller is bound to no program metadata."""
+    return caller.grants is None or any(not g.program_metadata for g in caller.grants)
+
+
 def check_program(caller: Caller, program_id: int, metadata: Mapping[str, str]) -> None:
     """Raise PermissionDenied unless the caller's grants reach this program."""
     if not selects(caller, metadata):

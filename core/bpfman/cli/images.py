@@ -297,7 +297,7 @@ def _write_layout(root: Path, image: Any, ref: str) -> None:
 def _load_from_image(args: argparse.Namespace, socket_path: str, output: str) -> int:
     from bpfman.cli.args import UsageError
     from bpfman.cli.rawopts import split_attach_options
-    from bpfman.cli.render import format_error, format_fields
+    from bpfman.cli.render import format_error, format_fields, print_error
     from bpfman.client import Client, DaemonUnreachable, RpcError
 
     tokens = [SHORT_OPTIONS.get(t, t) for t in args.options]
@@ -326,13 +326,13 @@ def _load_from_image(args: argparse.Namespace, socket_path: str, output: str) ->
                 client.call("program.unload", {"program_id": program["program_id"]})
                 raise
     except RpcError as exc:
-        print(format_error(exc), file=sys.stderr)
+        print_error(output, format_error(exc), exc.code, exc.message, exc.data)
         return 1
     except _NoProgram as exc:
         print(f"bpfman load-from-image: error: {exc}", file=sys.stderr)
         return 2
     except DaemonUnreachable as exc:
-        print(f"error: {exc}\n  is the daemon running?", file=sys.stderr)
+        print_error(output, f"error: {exc}\n  is the daemon running?", None, str(exc), None)
         return 2
     result = {"program": program, "link": link}
     if output == "json":

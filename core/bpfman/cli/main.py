@@ -17,7 +17,7 @@ from typing import Any
 from bpfman.cli import images as imagecli
 from bpfman.cli.args import VERSION_TEXT, UsageError
 from bpfman.cli.parser import build_parser
-from bpfman.cli.render import format_error, format_event, render, terminal_width
+from bpfman.cli.render import format_error, format_event, print_error, render, terminal_width
 from bpfman.cli.request import Call, PrintCompletion, build_calls
 from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
 
@@ -128,7 +128,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         text = format_error(exc)
         if len(calls) > 1:
             text += "\n  " + _stopped_at(calls, at, done)
-        _print_error(errors_as, text, exc.code, exc.message, exc.data)
+        print_error(errors_as, text, exc.code, exc.message, exc.data)
         return 1
     except DaemonUnreachable as exc:
         hint = (
@@ -136,11 +136,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc.cause, PermissionError)
             else "is the daemon running? (bpfman daemon, or systemctl start bpfman.socket)"
         )
-        _print_error(errors_as, f"error: {exc}\n  {hint}", None, f"{exc}; {hint}", None)
+        print_error(errors_as, f"error: {exc}\n  {hint}", None, f"{exc}; {hint}", None)
         return 2
     except OSError as exc:
         message = f"lost the connection to the daemon at {socket_path}: {exc}"
-        _print_error(errors_as, f"error: {message}", None, message, None)
+        print_error(errors_as, f"error: {message}", None, message, None)
         return 2
     _print_done(done, output, several=len(calls) > 1)
     # A missing key is an answer, not an error, for the API; for a shell it
@@ -175,14 +175,6 @@ def _stopped_at(calls: list[Call], at: int, done: list[tuple[Call, Any]]) -> str
     finished = ", ".join(str(params[key]) for (_m, params), _r in done) or "none"
     untried = ", ".join(str(params[key]) for _m, params in calls[at + 1:]) or "none"
     return f"stopped at {what} {calls[at][1][key]}; done: {finished}; not tried: {untried}"
-
-
-def _print_error(output: str, text: str, code: int | None, message: str, data: Any) -> None:
-    """An error for people, or under ``-o json`` one JSON object (on stderr,
-    like the text): ``{"error": {"code", "message", "data"}}``."""
-    if output == "json":
-        text = json.dumps({"error": {"code": code, "message": message, "data": data}})
-    print(text, file=sys.stderr)
 
 
 def _print_events(client: Client, kinds: list[str], output: str) -> int:

@@ -365,3 +365,11 @@ def format_error(err: RpcError) -> str:
         lines.append("verifier log:")
         lines.extend(f"  {line}" for line in data["verifier_log"])
     return "\n".join(lines)
+
+
+def print_error(output: str, text: str, code: int | None, message: str, data: Any) -> None:
+    """An error for people, or under ``-o json`` one JSON object (on stderr,
+    like the text): ``{"error": {"code", "message", "data"}}``."""
+    if output == "json":
+        text = json.dumps({"error": {"code": code, "message": message, "data": data}})
+    print(text, file=sys.stderr)

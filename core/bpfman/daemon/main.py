@@ -97,7 +97,7 @@ def method_table(manager: Manager, lane: FairLane) -> dict[str, Method]:
                 functools.partial(fn, caller, *args), abandon_on_cancel=False
             )
 
-    table = build_method_table(manager, run_in_lane)
+    table = build_method_table(manager.bindings(), run_in_lane)
     kinds = {name: owner.spec.params_type for name, owner in manager.registry.kinds.items()}
 
     document: list[Encoded] = []
@@ -114,6 +114,9 @@ def method_table(manager: Manager, lane: FairLane) -> dict[str, Method]:
     for name, handler in (("rpc.discover", discover), ("events.subscribe", bus.subscribe)):
         sig = BY_NAME[name]
         table[name] = Method(name, sig.params_type, sig.result_type, handler, sig.summary)
+    unbound = sorted(set(BY_NAME) - set(table))
+    if unbound:  # a signature nobody serves: a programming error, found at start
+        raise RuntimeError(f"API methods without a handler: {unbound}")
     policy = Policy(manager.config.authorization)
     hook = manager.registry.pm.hook
     return {name: _observed(policy.guard(method), hook) for name, method in table.items()}
@@ -164,9 +167,6 @@ async def run(
     try:
         drifts = await trio.to_thread.run_sync(manager.reconcile)
         log.info("reconciled state: %d repair(s)", len(drifts))
-        with contextlib.ExitStack() as no_undo:
-            ctx = manager.context(None, no_undo)
-            manager.notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
         lane = FairLane()
         methods = method_table(manager, lane)
         _tune_gc()
@@ -188,6 +188,15 @@ async def run(
             created_socket: Path | None = d.socket
         else:
             created_socket = None
+            # Where it really listens, not the unused configured path: for
+            # `bpfman info` and for plugins that call the API (metrics).
+            served = listeners[0].socket.getsockname()
+            if isinstance(served, str) and served.startswith("/"):
+                manager.config = attrs.evolve(manager.config, daemon=attrs.evolve(
+                    manager.config.daemon, socket=Path(served)))
+        with contextlib.ExitStack() as no_undo:
+            ctx = manager.context(None, no_undo)
+            manager.notify("bpfman_daemon_started", ctx=ctx, drifts=drifts)
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 functools.partial(

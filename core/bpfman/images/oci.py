@@ -200,6 +200,19 @@ class RegistryClient:
         c = self.credentials
         return httpx.BasicAuth(c.username, c.password) if c else None
 
+    def _unreachable(self, url: str, exc: BaseException) -> PullFailed:
+        """A transport failure, said plainly: some carry no message at all, and
+        an https request to a plain-http registry fails in TLS."""
+        why = str(exc) or type(exc).__name__
+        hint = None
+        if self.base.startswith("https://") and (
+                not str(exc) or "SSL" in why or "TLS" in why or "handshake" in why.lower()
+                or isinstance(exc, httpx.RemoteProtocolError)):
+            hint = (f"if {self.registry} serves plain HTTP, say so in bpfman.toml:"
+                    f' [[images.registries]] host = "{self.registry}", plain_http = true')
+        return PullFailed(f"registry unreachable: {url}: {why}" + (f" ({hint})" if hint else ""),
+                          url=url, reason="unreachable", **({"hint": hint} if hint else {}))
+
     async def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:
         assert self._client is not None, "use `async with RegistryClient(...)`"
         full = url if url.startswith("http") else self.base + url
@@ -214,8 +227,7 @@ class RegistryClient:
             raise PullFailed(f"registry timed out after {self.timeout:g}s: {method} {full}",
                              url=full, reason="timeout") from None
         except (httpx.TransportError, OSError) as exc:
-            raise PullFailed(f"registry unreachable: {full}: {exc}", url=full,
-                             reason="unreachable") from None
+            raise self._unreachable(full, exc) from None
         if resp.status_code in (401, 403):
             raise PullFailed(
                 f"registry refused {method} {full}: HTTP {resp.status_code}"
@@ -325,8 +337,7 @@ class RegistryClient:
             raise PullFailed(f"registry timed out after {self.timeout:g}s: GET {self.base + url}",
                              url=self.base + url, reason="timeout") from None
         except httpx.TransportError as exc:
-            raise PullFailed(f"registry unreachable: {self.base + url}: {exc}",
-                             url=self.base + url, reason="unreachable") from None
+            raise self._unreachable(self.base + url, exc) from None
         if progress is not None:
             progress(len(data))
         actual = sha256_digest(data)

@@ -20,16 +20,12 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from bpfman.kernel.netns import NetNs
 from bpfman.model.errors import KernelError
-
-if TYPE_CHECKING:
-    # bpfman.kernel.netns imports bpfman.kernel._sys, which runs this package's
-    # __init__: import it lazily.
-    from bpfman.kernel.netns import NetNs
 
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2

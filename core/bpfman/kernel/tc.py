@@ -13,26 +13,20 @@ from __future__ import annotations
 import errno
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from bpfman.kernel import pins, rtnl
 from bpfman.kernel.links import require_program_type
+from bpfman.kernel.netns import NetNs
 from bpfman.kernel.rtnl import NetlinkError
 from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument
-
-if TYPE_CHECKING:
-    # bpfman.kernel.netns imports bpfman.kernel._sys, which runs this package's
-    # __init__: import it lazily to keep `import bpfman.kernel.netns` first working.
-    from bpfman.kernel.netns import NetNs
 
 
 def host_netns(netns: NetNs | None = None) -> NetNs:
     """`netns`, or the daemon's own namespace when None."""
-    from bpfman.kernel.netns import NetNs
-
     return netns if netns is not None else NetNs()
 
 

@@ -201,14 +201,27 @@ class Views(ManagerBase):
         link = self.store.get_link(req.link_id)
         if link is None:
             raise LinkNotFound(req.link_id)
+        program = self.store.get_program(link.program_id)
+        # A link is as visible as its program (metadata-bound grants).
+        grants.check_program(caller, link.program_id, program.metadata if program else {})
         return self._link_reply(link)
 
     def list_links(self, caller: Caller, req: LinkListRequest) -> list[LinkReply]:
         links = self.store.list_links(program_id=req.program_id)
         dispatchers = self._dispatchers_by_point()
+        visible = self._visible_programs(caller)
         return [self._link_reply(ln, dispatchers) for ln in links
-                if self._type_matches(ln.type, req.type)
+                if (visible is None or ln.program_id in visible)
+                and self._type_matches(ln.type, req.type)
                 and all(ln.metadata.get(k) == v for k, v in req.metadata.items())]
+
+    def _visible_programs(self, caller: Caller) -> set[int] | None:
+        """Ids of the programs a metadata-bound grant lets the caller see (a
+        link is as visible as its program); None: every program."""
+        if grants.selects_everything(caller):
+            return None
+        return {p.program_id for p in self.store.list_programs()
+                if grants.selects(caller, p.metadata)}
 
     def _type_matches(self, kind: str, wanted: str | None) -> bool:
         """The `type` filter of the list methods: one of our types, else a

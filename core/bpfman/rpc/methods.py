@@ -1,10 +1,10 @@
 """The method table: every API method's signature (params type, result type,
-summary) and its binding to a handler.
+summary), and the table the daemon serves once each is bound to a handler.
 
-The one list both sides use: the daemon binds each to its handler
-(`build_method_table`), the client structures results into the
-same attrs classes (`bpfman.client.Client.call_typed`), and `rpc.discover`
-documents them.
+The one list both sides use: the daemon binds each to the handler the
+manager declares for it (`Binding`, `build_method_table`), the client
+structures results into the same attrs classes
+(`bpfman.client.Client.call_typed`), and `rpc.discover` documents them.
 """
 
 from __future__ import annotations
@@ -26,67 +26,52 @@ class Signature:
     params_type: type
     result_type: Any
     summary: str
-    #: attribute path of the handler on the Manager ("" for the daemon's own)
-    handler: str = ""
     mutates: bool = False
-    #: attribute path of an async step run on the trio loop before the handler
-    #: (e.g. pulling an image, so the kernel lane never waits on the network)
-    prepare: str = ""
-    #: the handler reads only in-memory state (no kernel, no store): it runs on
-    #: the trio loop directly instead of queueing behind kernel work
-    inline: bool = False
 
 
 SIGNATURES: tuple[Signature, ...] = (
     Signature("program.load", q.LoadRequest, r.LoadReply,
-              "Load programs from an ELF object or a bytecode image", "load", mutates=True,
-              prepare="images.prepare_load"),
+              "Load programs from an ELF object or a bytecode image", mutates=True),
     Signature("program.unload", q.ProgramIdRequest, r.OkReply,
-              "Detach every link of a program and unload it", "unload", mutates=True),
+              "Detach every link of a program and unload it", mutates=True),
     Signature("program.attach", q.AttachRequest, r.LinkReply,
-              "Attach a loaded program; params depend on its type", "attach", mutates=True),
-    Signature("program.detach", q.LinkIdRequest, r.OkReply, "Detach one link", "detach",
+              "Attach a loaded program; params depend on its type", mutates=True),
+    Signature("program.detach", q.LinkIdRequest, r.OkReply, "Detach one link",
               mutates=True),
     Signature("program.get", q.ProgramIdRequest, r.ProgramReply,
-              "One program, managed or not, with live kernel facts", "get_program"),
+              "One program, managed or not, with live kernel facts"),
     Signature("program.list", q.ListRequest, list[r.ProgramReply],
-              "Managed programs (and with all=true every program in the kernel)",
-              "list_programs"),
-    Signature("link.get", q.LinkIdRequest, r.LinkReply, "One link", "get_link"),
+              "Managed programs (and with all=true every program in the kernel)"),
+    Signature("link.get", q.LinkIdRequest, r.LinkReply, "One link"),
     Signature("link.list", q.LinkListRequest, list[r.LinkReply],
-              "Links, optionally of one program or type", "list_links"),
+              "Links, optionally of one program or type"),
     Signature("link.update", q.LinkUpdateRequest, r.LinkReply,
-              "Change a link's attach params in place (e.g. priority)", "update_link",
+              "Change a link's attach params in place (e.g. priority)",
               mutates=True),
     Signature("dispatcher.list", q.NoParams, list[r.DispatcherReply],
-              "Shared attach points and their chains, in order", "list_dispatchers"),
-    Signature("map.list", q.MapListRequest, list[r.MapReply], "Maps of a program",
-              "maps.list"),
+              "Shared attach points and their chains, in order"),
+    Signature("map.list", q.MapListRequest, list[r.MapReply], "Maps of a program"),
     Signature("map.get", q.MapKeyRequest, r.MapValueReply,
-              "One map value (null when the key is absent)", "maps.get"),
+              "One map value (null when the key is absent)"),
     Signature("map.dump", q.MapDumpRequest, r.MapDumpReply,
-              "Map entries, a page at a time", "maps.dump"),
+              "Map entries, a page at a time"),
     Signature("map.update", q.MapUpdateRequest, r.MapValueReply,
-              "Create or replace one map entry", "maps.update", mutates=True),
-    Signature("map.delete", q.MapKeyRequest, r.MapValueReply, "Delete one map entry",
-              "maps.delete", mutates=True),
+              "Create or replace one map entry", mutates=True),
+    Signature("map.delete", q.MapKeyRequest, r.MapValueReply, "Delete one map entry", mutates=True),
     Signature("image.pull", q.ImagePullRequest, r.ImageReply,
               "Pull a bytecode image into the cache (pull policy, signature checked)",
-              "images.pull", mutates=True),
-    Signature("image.list", q.NoParams, list[r.ImageReply], "Images in the cache",
-              "images.list"),
+              mutates=True),
+    Signature("image.list", q.NoParams, list[r.ImageReply], "Images in the cache"),
     Signature("image.inspect", q.ImageInspectRequest, r.ImageReply,
-              "An image's digests, labels and signature verdict, from its registry",
-              "images.inspect"),
+              "An image's digests, labels and signature verdict, from its registry"),
     Signature("image.remove", q.ImageRefRequest, r.ImageRemoveReply,
-              "Remove an image from the cache", "images.remove", mutates=True),
+              "Remove an image from the cache", mutates=True),
     Signature("plugin.list", q.NoParams, list[r.PluginReply],
-              "Loaded plugins, their types and hooks", "list_plugins", inline=True),
+              "Loaded plugins, their types and hooks"),
     Signature("daemon.reconcile", q.NoParams, list[r.DriftReply],
-              "Compare the records with the kernel now; repair and report drifts",
-              "reconcile_now", mutates=True),
+              "Compare the records with the kernel now; repair and report drifts", mutates=True),
     Signature("daemon.info", q.NoParams, r.DaemonInfo,
-              "Version, paths, kernel features, plugins", "info", inline=True),
+              "Version, paths, kernel features, plugins"),
     Signature("events.subscribe", q.SubscribeRequest, r.SubscribeReply,
               "Keep the connection open and receive an `event` notification per change"),
     Signature("rpc.discover", q.NoParams, dict, "This API as an OpenRPC document"),
@@ -111,20 +96,37 @@ class Method:
 MethodTable = Mapping[str, Method]
 
 
+@attrs.frozen
+class Binding:
+    """How the daemon runs one method: `handler` (a blocking function run in
+    the kernel lane, or a coroutine function run on the trio loop when it is
+    network-bound), with an optional async `prepare` step run on the trio loop
+    first (pulling an image, so the lane never waits on the network), or
+    `inline` on the trio loop when it reads only in-memory state."""
+
+    handler: Callable[[Caller, Any], Any]
+    prepare: Callable[[Caller, Any], Awaitable[Any]] | None = None
+    inline: bool = False
+
+
 def build_method_table(
-    manager: Any, run_in_lane: Callable[..., Awaitable[Any]]
+    bindings: Mapping[str, Binding], run_in_lane: Callable[..., Awaitable[Any]]
 ) -> dict[str, Method]:
-    """Bind every `bpfman.rpc.methods` signature that has a Manager handler, run
-    in the kernel lane. The daemon adds its own (events, rpc.discover).
+    """The served methods: each signature with its binding (the daemon adds
+    its own methods, events and rpc.discover, afterwards).
 
     `run_in_lane(fn, *args)` runs a blocking function in the daemon's single
     kernel worker thread (see `bpfman.daemon.main`).
     """
-    def bind(fn: Callable[[Caller, Any], Any], prepare: Any, inline: bool = False) -> Handler:
+    unknown = sorted(set(bindings) - set(BY_NAME))
+    if unknown:
+        raise ValueError(f"handlers for methods without a signature: {unknown}")
+
+    def bind(b: Binding) -> Handler:
+        fn, prepare = b.handler, b.prepare
         if inspect.iscoroutinefunction(fn):
-            # Network-bound (image pulls): runs on the trio loop, off the lane.
             return fn
-        if inline:
+        if b.inline:
             async def direct(caller: Caller, params: Any) -> Any:
                 return fn(caller, params)
 
@@ -137,18 +139,6 @@ def build_method_table(
 
         return handler
 
-    def resolve(path: str) -> Any:
-        target = manager
-        for part in path.split("."):
-            target = getattr(target, part)
-        return target
-
-    table = {}
-    for sig in SIGNATURES:
-        if not sig.handler:
-            continue
-        prepare = resolve(sig.prepare) if sig.prepare else None
-        table[sig.name] = Method(sig.name, sig.params_type, sig.result_type,
-                                 bind(resolve(sig.handler), prepare, sig.inline), sig.summary,
-                                 mutates=sig.mutates)
-    return table
+    return {name: Method(name, sig.params_type, sig.result_type, bind(bindings[name]),
+                         sig.summary, mutates=sig.mutates)
+            for name, sig in BY_NAME.items() if name in bindings}

@@ -23,6 +23,7 @@ link's pin path, so they survive a daemon restart; detach is synchronous
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -225,16 +226,7 @@ def bpfman_describe_link(link: LinkRecord) -> str:
 
 @hookimpl
 def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
-    drifts = []
-    for ln in links:
-        if not Path(ln.pin_path).exists():
-            continue  # the core removes records of missing pins
-        try:
-            info = ctx.kernel.fd_link_info(ln.pin_path)
-        except BpfmanError as exc:
-            drifts.append(Drift(f"link {ln.link_id}", f"pin is not a cgroup link ({exc})",
-                                "kept; detach it to clean up"))
-            continue
+    def defunct(ln: LinkRecord, info: Any) -> str | None:
         # The kernel releases a removed cgroup's links asynchronously, so
         # also compare the recorded cgroup id with what the path holds now.
         try:
@@ -242,6 +234,7 @@ def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
         except AttachTargetNotFound:
             now = 0
         if info.defunct or now != ln.details.get("cgroup_id", info.target):
-            drifts.append(Drift(f"link {ln.link_id}", "cgroup link defunct (cgroup removed"
-                                " or re-created)", "kept; detach it to clean up"))
-    return drifts
+            return "cgroup link defunct (cgroup removed or re-created)"
+        return None
+
+    return ctx.link_drifts(links, "a cgroup", ctx.kernel.fd_link_info, defunct)

@@ -21,7 +21,6 @@ import attrs
 
 from bpfman import (
     AttachPoint,
-    BpfmanError,
     Drift,
     HookContext,
     KindSpec,
@@ -116,20 +115,13 @@ def bpfman_describe_link(link: LinkRecord) -> str:
 
 @hookimpl
 def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
-    drifts = []
-    for ln in links:
-        if not Path(ln.pin_path).exists():
-            continue  # the core removes records of missing pins
-        try:
-            ctx.kernel.fd_link_info(ln.pin_path)
-        except BpfmanError as exc:
-            drifts.append(Drift(f"link {ln.link_id}", f"pin is not a netfilter link ({exc})",
-                                "kept; detach it to clean up"))
-            continue
+    def defunct(ln: LinkRecord, _info: object) -> str | None:
         recorded = ln.details.get("netns_id")
-        if recorded is not None:
-            ns = NetNs(ln.params["netns"])
-            if not ns.exists() or ns.inode() != recorded:
-                drifts.append(Drift(f"link {ln.link_id}", "netfilter link's network namespace"
-                                    " is gone", "kept; detach it to clean up"))
-    return drifts
+        if recorded is None:
+            return None
+        ns = NetNs(ln.params["netns"])
+        if ns.exists() and ns.inode() == recorded:
+            return None
+        return "netfilter link's network namespace is gone"
+
+    return ctx.link_drifts(links, "a netfilter", ctx.kernel.fd_link_info, defunct)

@@ -21,7 +21,6 @@ import attrs
 
 from bpfman import (
     AttachPoint,
-    BpfmanError,
     Drift,
     HookContext,
     KindSpec,
@@ -106,17 +105,5 @@ def bpfman_describe_link(link: LinkRecord) -> str:
 
 @hookimpl
 def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
-    drifts = []
-    for ln in links:
-        if not Path(ln.pin_path).exists():
-            continue  # the core removes records of missing pins
-        try:
-            info = ctx.kernel.fd_link_info(ln.pin_path)
-        except BpfmanError as exc:
-            drifts.append(Drift(f"link {ln.link_id}", f"pin is not a netns link ({exc})",
-                                "kept; detach it to clean up"))
-            continue
-        if info.defunct:
-            drifts.append(Drift(f"link {ln.link_id}", "sk_lookup link defunct (network"
-                                " namespace gone)", "kept; detach it to clean up"))
-    return drifts
+    return ctx.link_drifts(links, "a netns", ctx.kernel.fd_link_info, lambda _ln, info: (
+        "sk_lookup link defunct (network namespace gone)" if info.defunct else None))

@@ -3,7 +3,7 @@ network namespace (shared by both types)."""
 
 from __future__ import annotations
 
-from bpfman import AttachPoint, HookContext
+from bpfman import AttachPoint, HookContext, Reach
 from bpfman.kernel import NetNs
 from bpfman_tc.params import TcParams, TcxParams
 
@@ -18,3 +18,13 @@ def hook_point(kind: str, params: TcParams | TcxParams) -> AttachPoint:
 def check_interface(ctx: HookContext, params: TcParams | TcxParams) -> None:
     """The interface exists (in its netns): AttachTargetNotFound otherwise."""
     ctx.kernel.interface_index(params.iface, netns=NetNs.of(params.netns))
+
+
+def netns_of(params: TcParams | TcxParams) -> NetNs:
+    return NetNs(params.netns)
+
+
+def reach(params: TcParams | TcxParams) -> Reach:
+    """What a tc or tcx link reaches, for the grant check."""
+    return Reach(network=True, netns=params.netns or None, interface=params.iface,
+                 priority=params.priority)

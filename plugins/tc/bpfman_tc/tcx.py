@@ -37,8 +37,7 @@ from bpfman import (
     Reach,
     hookimpl,
 )
-from bpfman.kernel import NetNs
-from bpfman_tc.attachpoint import check_interface, hook_point
+from bpfman_tc.attachpoint import check_interface, hook_point, netns_of, reach
 from bpfman_tc.params import TcxParams
 from bpfman_tc.placement import plan
 
@@ -59,10 +58,6 @@ def _params(link: LinkRecord) -> TcxParams:
     return TcxParams(**link.params)
 
 
-def _ns(params: TcxParams) -> NetNs:
-    return NetNs(params.netns)
-
-
 @hookimpl
 def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: TcxParams) -> None:
     check_interface(ctx, params)
@@ -70,8 +65,7 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord, params: Tcx
 
 @hookimpl
 def bpfman_attach_reach(ctx: HookContext, program: ProgramRecord, params: TcxParams) -> Reach:
-    return Reach(network=True, netns=params.netns or None, interface=params.iface,
-                 priority=params.priority)
+    return reach(params)
 
 
 @hookimpl
@@ -84,7 +78,7 @@ def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
                   params: TcxParams) -> LinkRecord:
     # The link is created by bpfman_build_dispatcher, which sees every link
     # of this hook and so knows the neighbours to place it between.
-    ifindex = ctx.kernel.interface_index(params.iface, netns=_ns(params))
+    ifindex = ctx.kernel.interface_index(params.iface, netns=netns_of(params))
     return attrs.evolve(link, details={"ifindex": ifindex, "direction": params.direction,
                                        "netns": params.netns})
 
@@ -103,8 +97,8 @@ def _reattach_where_it_was(ctx: HookContext, program_pin: Path, link: LinkRecord
     """A callable that puts `link` back before the program that follows it
     now (None when the link is not on its hook any more)."""
     try:
-        ifindex = ctx.kernel.interface_index(params.iface, netns=_ns(params))
-        chain = ctx.kernel.query_tcx(ifindex, params.direction, netns=_ns(params))
+        ifindex = ctx.kernel.interface_index(params.iface, netns=netns_of(params))
+        chain = ctx.kernel.query_tcx(ifindex, params.direction, netns=netns_of(params))
         kernel_id = ctx.kernel.link_id_of_pin(link.pin_path)
     except BpfmanError:  # the hook or the link is gone: nothing to restore
         return None
@@ -119,7 +113,7 @@ def _reattach_where_it_was(ctx: HookContext, program_pin: Path, link: LinkRecord
 
     def reattach() -> None:
         ctx.kernel.attach_tcx(program_pin, ifindex, params.direction, link.pin_path,
-                              anchor, netns=_ns(params))
+                              anchor, netns=netns_of(params))
 
     return reattach
 
@@ -151,7 +145,7 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
     params = _params(ordered[0])
     k = ctx.kernel
     try:
-        ifindex = k.interface_index(params.iface, netns=_ns(params))
+        ifindex = k.interface_index(params.iface, netns=netns_of(params))
     except AttachTargetNotFound:
         if any(not k.pin_exists(ln.pin_path) for ln in ordered):
             raise
@@ -159,7 +153,7 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
         # it: nothing to order; detach and unload still work.
         return DispatcherRecord(attach_point=attach_point, type=TYPE, mode=MODE,
                                 program_id=None, revision=0)
-    chain = k.query_tcx(ifindex, params.direction, netns=_ns(params))
+    chain = k.query_tcx(ifindex, params.direction, netns=netns_of(params))
     chain_ids = chain.link_ids()
     kernel_ids: dict[int, int] = {}
     for ln in ordered:
@@ -184,9 +178,9 @@ def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
             anchor = k.TcxAnchor.tail()
         program_pin = ctx.bpffs.program_pin(ln.program_id)
         kernel_ids[ln.link_id] = k.attach_tcx(program_pin, ifindex, params.direction,
-                                              ln.pin_path, anchor, netns=_ns(params))
+                                              ln.pin_path, anchor, netns=netns_of(params))
         ctx.undo.callback(k.detach_tcx, ln.pin_path)
-    revision = k.query_tcx(ifindex, params.direction, netns=_ns(params)).revision
+    revision = k.query_tcx(ifindex, params.direction, netns=netns_of(params)).revision
     return DispatcherRecord(attach_point=attach_point, type=TYPE, mode=MODE, program_id=None,
                             revision=revision)
 
@@ -208,17 +202,5 @@ def bpfman_describe_link(link: LinkRecord) -> str:
 
 @hookimpl
 def bpfman_reconcile(ctx: HookContext, links: list[LinkRecord]) -> list[Drift]:
-    drifts = []
-    for ln in links:
-        if not Path(ln.pin_path).exists():
-            continue
-        try:
-            info = ctx.kernel.tcx_link_info(ln.pin_path)
-        except BpfmanError as exc:
-            drifts.append(Drift(f"link {ln.link_id}", f"pin is not a tcx link ({exc})",
-                                "kept; detach it to clean up"))
-            continue
-        if info.ifindex == 0:
-            drifts.append(Drift(f"link {ln.link_id}", "tcx link defunct (interface gone)",
-                                "kept; detach it to clean up"))
-    return drifts
+    return ctx.link_drifts(links, "a tcx", ctx.kernel.tcx_link_info, lambda _ln, info: (
+        "tcx link defunct (interface gone)" if info.ifindex == 0 else None))

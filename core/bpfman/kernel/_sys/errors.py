@@ -18,8 +18,15 @@ from typing import Any
 from bpfman.model.errors import BpfmanError, KernelError
 
 # libbpf's own error codes (enum libbpf_errno, 4000..4012); os.strerror
-# knows nothing of them, so their text comes from libbpf_strerror().
+# knows nothing of them, so their text comes from libbpf_strerror(), which
+# libbpf.py hands over when it loads (it imports this module, not the reverse).
 LIBBPF_ERRNO_BASE = 4000
+_libbpf_strerror: Callable[[int], str] | None = None
+
+
+def use_libbpf_strerror(strerror: Callable[[int], str]) -> None:
+    global _libbpf_strerror
+    _libbpf_strerror = strerror
 
 
 class SysError(OSError):
@@ -41,11 +48,8 @@ def errno_name(err: int) -> str:
 
 
 def describe_errno(err: int) -> str:
-    if err >= LIBBPF_ERRNO_BASE:
-        # Imported lazily: libbpf.py imports this module.
-        from bpfman.kernel._sys.libbpf import libbpf_strerror
-
-        return libbpf_strerror(err)
+    if err >= LIBBPF_ERRNO_BASE and _libbpf_strerror is not None:
+        return _libbpf_strerror(err)
     try:
         return os.strerror(err)
     except ValueError:

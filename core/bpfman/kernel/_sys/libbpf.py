@@ -21,7 +21,7 @@ from ctypes import POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint32, c_uint6
 from typing import Any
 
 from bpfman.kernel._sys import libc
-from bpfman.kernel._sys.errors import SysError
+from bpfman.kernel._sys.errors import SysError, use_libbpf_strerror
 from bpfman.kernel._sys.structs import BpfProgLoadOpts
 
 LIBBPF_SONAME = "libbpf.so.1"
@@ -159,6 +159,9 @@ def libbpf_strerror(err: int) -> str:
     buf = ctypes.create_string_buffer(256)
     _strerror(err, buf, len(buf))
     return buf.value.decode(errors="replace") or f"error {err}"
+
+
+use_libbpf_strerror(libbpf_strerror)
 
 
 # Types newer than libbpf 1.1's tables (UAPI values, names as newer libbpf

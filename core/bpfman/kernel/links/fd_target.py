@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -37,6 +37,7 @@ from bpfman.kernel._sys import bpfcmd, libbpf
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BpfLinkInfo
 from bpfman.kernel.links import pin_new_link, require_program_type
+from bpfman.kernel.netns import NetNs
 from bpfman.model.errors import (
     AttachTargetNotFound,
     Conflict,
@@ -44,9 +45,6 @@ from bpfman.model.errors import (
     KernelFeatureMissing,
     StateDrift,
 )
-
-if TYPE_CHECKING:
-    from bpfman.kernel.netns import NetNs
 
 PathLike = Path | str
 MAX_STALE_RETRIES = 8

@@ -20,7 +20,7 @@ import errno
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import attrs
 
@@ -36,11 +36,9 @@ from bpfman.kernel.links.fd_target import (
     detach_pinned_link,
     query_attached,
 )
+from bpfman.kernel.netns import NetNs
 from bpfman.kernel.tc import host_netns
 from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument, StateDrift
-
-if TYPE_CHECKING:
-    from bpfman.kernel.netns import NetNs
 
 Direction = Literal["ingress", "egress"]
 PathLike = Path | str
