@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,21 @@ def test_type_prefixes_after_programs() -> None:
     assert "xdp:" in words("load", "file", "--programs", "tracepoint", ":", "tp", "x")
 
 
+def test_program_names_from_the_object_given_by_path(bpf_program: Callable[..., Path]) -> None:
+    obj = str(bpf_program("tp_counter"))  # count_getpid, count_getppid: tracepoints
+    prefixes = complete(["load", "file", "--path", obj, "--programs", ""])
+    assert (prefixes.mode, prefixes.words) == (NOSPACE, ["tracepoint:"])
+    assert words("load", "file", "-p", obj, "--programs", "tracepoint", ":", "") == [
+        "count_getpid", "count_getppid"]
+    assert words("load", "file", "-p", obj, "--programs", "tracepoint:count_getpid",
+                 "tracepoint:count_getpp") == ["tracepoint:count_getppid"]
+    assert words("load", "file", "-p", obj, "--programs", "xdp:") == []
+    xdp = str(bpf_program("xdp_counter"))
+    assert words("load", "file", "-p", xdp, "--programs", "xdp:") == ["xdp:xdp_counter"]
+    # an object that is not there (yet): every type, no names
+    assert "kprobe:" in words("load", "file", "-p", "/nonexistent.o", "--programs", "")
+
+
 def test_event_kinds_output_and_pull_policy() -> None:
     assert event_kinds() == list(EVENT_KINDS)
     assert words("events", "--kind", "") == list(EVENT_KINDS)
@@ -163,7 +179,8 @@ def test_bash_sources_the_script_and_completes() -> None:
     assert {"load", "list", "link"} <= set(bash_complete("l"))
 
 
-def test_bash_completes_file_names_and_type_prefixes(tmp_path: Path) -> None:
+def test_bash_completes_file_names_and_type_prefixes(
+        tmp_path: Path, bpf_program: Callable[..., Path]) -> None:
     (tmp_path / "counter.bpf.o").write_bytes(b"")
     (tmp_path / "counter.c").write_text("")
     (tmp_path / "objs").mkdir()
@@ -175,6 +192,9 @@ def test_bash_completes_file_names_and_type_prefixes(tmp_path: Path) -> None:
     # "xdp:" as bash hands it over: split at the colon, the prefix kept whole
     assert bash_complete("load", "file", "--programs", "xd") == ["xdp:"]
     assert bash_complete("load", "file", "--programs", "tracepoint", ":", "") == [""]
+    obj = str(bpf_program("tp_counter"))
+    assert bash_complete("load", "file", "-p", obj, "--programs", "tracepoint", ":",
+                         "count_getpp") == ["count_getppid"]
 
 
 def test_bash_uses_the_command_as_typed(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ What is completed: subcommands and options everywhere; choices (``-o``,
 ``--pull-policy``, `list` what, a params field's ``in_``/Literal values or
 its ``metadata["choices"]`` such as ``--proceed-on``); program types of the
 installed plugins after ``attach ID``, ``--type``/``-p`` of `list`, and as
-``TYPE:`` prefixes after ``--programs``; event kinds after ``events --kind``;
+``TYPE:`` prefixes after ``--programs`` (then ``TYPE:NAME`` from the object
+``load file --path`` names); event kinds after ``events --kind``;
 file names after path options (``--path``, ``--socket``, ``-t`` of
 uprobe, ...) and directories after ``--oci-layout``; interface names after
 ``--iface`` (the host's; none once ``--netns`` is given). After an option
@@ -254,9 +255,36 @@ def _types(cur: str, given: dict[str, list[str]]) -> Reply:
 
 
 def _type_prefixes(cur: str, given: dict[str, list[str]]) -> Reply:
-    if ":" in cur:
-        return Reply()  # the function name: nothing known here
-    return Reply(_filter([f"{t}:" for t in installed_types()], cur), NOSPACE)
+    """``TYPE:`` then, once `load file --path` names a readable object,
+    ``TYPE:NAME`` of its programs (and only the types it has programs for)."""
+    programs = object_programs(given["path"][-1]) if given.get("path") else None
+    kind, colon, rest = cur.partition(":")
+    if colon:
+        if programs is None or ":" in rest:
+            return Reply()  # no object to read, or fentry's FUNCTION: free
+        return Reply(_filter([f"{kind}:{name}" for name, label in sorted(programs.items())
+                              if _accepts(kind, label)], cur))
+    types = installed_types()
+    if programs is not None:
+        types = [t for t in types if any(_accepts(t, label) for label in programs.values())]
+    return Reply(_filter([f"{t}:" for t in types], cur), NOSPACE)
+
+
+def object_programs(path: str) -> dict[str, str] | None:
+    """Program name -> label type of an ELF object here (as `image build`
+    labels it), None when it cannot be read."""
+    try:
+        from bpfman.images.spec import labels_for_object
+
+        return labels_for_object(Path(path).expanduser()).programs
+    except Exception:  # not there yet, not an object, no libbpf: no names
+        return None
+
+
+def _accepts(kind: str, label: str) -> bool:
+    from bpfman.cli.images import LABEL_TYPES
+
+    return label in LABEL_TYPES.get(kind, {kind})
 
 
 def _kinds(cur: str, given: dict[str, list[str]]) -> Reply:
