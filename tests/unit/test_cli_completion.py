@@ -97,6 +97,13 @@ def test_file_names_after_path_options() -> None:
     assert words("load", "image", "-p", "") == ["Always", "IfNotPresent", "Never"]
 
 
+def test_the_daemons_own_options() -> None:
+    assert {"--config", "--state-dir", "--bpffs", "--log-level"} <= set(words("daemon", "--"))
+    assert words("daemon", "--log-level", "") == ["debug", "info", "warning", "error"]
+    assert complete(["--socket", "s", "daemon", "--config", "/etc/b"]).mode == FILES
+    assert complete(["daemon", "--state-dir", "/var"]).mode == DIRS
+
+
 def test_type_prefixes_after_programs() -> None:
     reply = complete(["load", "file", "--path", "x.o", "--programs", "tr"])
     assert reply.mode == NOSPACE and reply.words == ["tracepoint:"]

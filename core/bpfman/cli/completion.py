@@ -15,7 +15,8 @@ plugins installed now, so a third-party type completes with no step beyond
 ``pip install``. It also keeps one engine, in Python and unit-testable with
 word lists; the bash side is glue. The price is one process per TAB: the
 argparse tree alone (most commands) is cheap, and only completion after
-``attach ID`` imports the plugins (~0.3 s), as ``bpfman attach`` itself does.
+``attach ID`` imports the plugins (~0.3 s), as ``bpfman attach`` itself does,
+and after ``daemon`` the daemon's modules (~0.7 s) for its own options.
 
 What is completed: subcommands and options everywhere; choices (``-o``,
 ``--pull-policy``, `list` what, a params field's ``in_``/Literal values or
@@ -24,7 +25,8 @@ installed plugins after ``attach ID``, ``--type``/``-p`` of `list`, and as
 ``TYPE:`` prefixes after ``--programs`` (then ``TYPE:NAME`` from the object
 ``load file --path`` names); event kinds after ``events --kind``;
 file names after path options (``--path``, ``--socket``, ``-t`` of
-uprobe, ...) and directories after ``--oci-layout``; interface names after
+uprobe, ...) and directories after ``--oci-layout``; `bpfman daemon`'s own
+options (``--config`` a file, ``--log-level`` levels); interface names after
 ``--iface`` (the host's; none once ``--netns`` is given). After an option
 whose value is free text (an id, a priority, metadata) nothing is offered.
 
@@ -181,6 +183,8 @@ def _walk(parser: argparse.ArgumentParser, done: list[str], cur: str, *, attach:
         action = positionals[pos]
         if isinstance(action, argparse._SubParsersAction):
             child = action.choices.get(word)
+            if child is not None and word in DELEGATED and parser.prog == "bpfman":
+                child = DELEGATED[word]()  # it parses its own options
             return Reply() if child is None else _walk(child, done[i:], cur, attach=attach)
         given.setdefault(action.dest, []).append(word)
         pos_taken += 1
@@ -217,6 +221,16 @@ def _walk(parser: argparse.ArgumentParser, done: list[str], cur: str, *, attach:
             return Reply(_option_names(parser))  # an optional positional with no candidates
         return reply
     return Reply()
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    from bpfman.daemon.main import build_parser
+
+    return build_parser()
+
+
+#: subcommands whose options another parser owns
+DELEGATED: dict[str, Callable[[], argparse.ArgumentParser]] = {"daemon": _daemon_parser}
 
 
 def _visible_commands(action: argparse._SubParsersAction) -> list[str]:
@@ -313,6 +327,7 @@ Source = Callable[[str, dict[str, list[str]]], Reply]
 CLI_VALUES: dict[str, Source] = {
     "type": _types, "programs": _type_prefixes, "kind": _kinds, "path": _files,
     "socket": _files, "oci_layout": _dirs, "target": _get_target,
+    "state_dir": _dirs, "bpffs": _dirs,  # bpfman daemon's
 }
 ATTACH_VALUES: dict[str, Source] = {
     "iface": _ifaces, "netns": _files, "cgroup": _dirs, "socket": _files,
