@@ -20,6 +20,7 @@ never wrong: an unknown type falls back to plain ``--key value`` pairs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import types
 import typing
@@ -42,14 +43,24 @@ class AttachUsageError(Exception):
 
 def params_class(kind: str) -> type | None:
     """The attrs class of `kind`'s attach params, from the installed plugins."""
+    return _installed().get(kind)
+
+
+def installed_kinds() -> list[str]:
+    """The program types of the installed plugins (the TYPEs `attach` knows)."""
+    return sorted(_installed())
+
+
+@functools.cache
+def _installed() -> dict[str, type]:
     import logging
 
     from bpfman.plugins import build_plugin_manager
 
     # A plugin that fails to import is the daemon's to report, not the CLI's.
     logging.getLogger("bpfman.plugins").disabled = True
-    owner = build_plugin_manager(()).kinds.get(kind)
-    return None if owner is None else owner.spec.params_type
+    return {kind: owner.spec.params_type
+            for kind, owner in build_plugin_manager(()).kinds.items()}
 
 
 def build_parser(kind: str, cls: type) -> argparse.ArgumentParser:
@@ -109,7 +120,10 @@ def build_parser(kind: str, cls: type) -> argparse.ArgumentParser:
                 default = default.factory()
             shown = "none" if default is None and optional else json.dumps(default)
             kwargs["help"] = f"{doc} (default: {shown})".strip()
-        parser.add_argument(*names, **kwargs)
+        action = parser.add_argument(*names, **kwargs)
+        # Values a plugin lists for completion only (its own validator keeps
+        # the say on what is accepted, and its message).
+        action.completions = choices or field.metadata.get("choices")  # type: ignore[attr-defined]
     return parser
 
 

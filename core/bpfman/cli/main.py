@@ -68,6 +68,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:  # before importing argparse and the rest
         print(VERSION_TEXT)
         return 0
+    if argv[:1] == ["__complete"]:  # hidden: the shell completion's call-back
+        from bpfman.cli import completion
+
+        return completion.main(argv[1:])
     daemon_argv = _split_daemon(argv)
     if daemon_argv is not None:
         # The client side never imports the daemon's stack.
@@ -77,7 +81,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     from bpfman.cli import images as imagecli
     from bpfman.cli.args import UsageError
-    from bpfman.cli.parser import build_parser, parser_for
+    from bpfman.cli.parser import parser_for
     from bpfman.cli.render import format_error, print_error
     from bpfman.cli.request import PrintCompletion, build_calls
     from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
@@ -97,7 +101,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except PrintCompletion:
         from bpfman.cli.completion import bash_completion
 
-        print(bash_completion(build_parser()), end="")
+        print(bash_completion(), end="")
         return 0
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2

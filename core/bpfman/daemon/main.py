@@ -222,6 +222,11 @@ async def run(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The daemon's options (also walked by the CLI's shell completion)."""
     parser = argparse.ArgumentParser(prog="bpfman daemon", description="Run the bpfman daemon.")
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
                         help=f"TOML config file (default {DEFAULT_CONFIG_PATH})")
@@ -230,7 +235,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--bpffs", type=Path, help="bpffs directory for pins (mounted if needed)")
     parser.add_argument("--socket-group", help="group owning the socket")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ on to the next program. ``tcx`` has none: the kernel's own rule applies
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -37,8 +38,10 @@ def _check_netns(_self: object, _attr: attrs.Attribute, value: str | None) -> No
         raise ValueError("netns must be an absolute path such as /var/run/netns/NAME")
 
 
-def _field(doc: str, **kw: Any) -> Any:
-    return attrs.field(metadata={"doc": doc}, **kw)
+def _field(doc: str, choices: Sequence[str] = (), **kw: Any) -> Any:
+    # metadata "choices": the values the CLI offers on completion
+    return attrs.field(metadata={"doc": doc, **({"choices": list(choices)} if choices else {})},
+                       **kw)
 
 
 _iface = _field("interface name, e.g. eth0", validator=_check_iface)
@@ -80,5 +83,6 @@ class TcParams:
         "return codes after which the next program runs: " + ", ".join(TC_ACTIONS)
         + "; default pipe, dispatcher_return",
         factory=lambda: list(DEFAULT_PROCEED_ON), validator=_check_proceed_on,
+        choices=list(TC_ACTIONS),
     )
     netns: str | None = _netns

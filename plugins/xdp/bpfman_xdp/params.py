@@ -52,7 +52,8 @@ class XdpParams:
     proceed_on: list[str] = attrs.field(
         factory=lambda: list(DEFAULT_PROCEED_ON), validator=_check_proceed_on,
         metadata={"doc": "return values after which the next program runs: aborted, drop,"
-                         " pass, tx, redirect, dispatcher_return"})
+                         " pass, tx, redirect, dispatcher_return",
+                  "choices": list(XDP.actions)})  # offered by the CLI's completion
     netns: str | None = attrs.field(
         default=None, validator=_check_netns,
         metadata={"doc": "network namespace path, e.g. /var/run/netns/NAME"})
