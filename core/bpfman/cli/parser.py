@@ -164,8 +164,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
-    """The parser `argv` needs: building every subcommand's parser is a
-    quarter of `bpfman list`'s start-up, so when the command word is plain
+    """The parser `argv` needs: building every subcommand's parser takes 6
+    to 9 ms, one about 2 (docs/performance.md), so when the command word is plain
     (only exact global options before it, no -h) only that subcommand is
     built. Anything else (--help, abbreviations, an unknown word) gets the
     whole tree, so usage errors and help read the same."""
@@ -196,7 +196,7 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser (its subparsers are too) whose help formatter gets
     the width from `os` directly, as `shutil.get_terminal_size` would:
     argparse makes a formatter for every `add_argument`, and its own way
-    imports shutil (with bz2, lzma, zlib), an eighth of `bpfman list`."""
+    imports shutil (with bz2, lzma, zlib): 2-3 ms of `bpfman list`."""
 
     def _get_formatter(self) -> argparse.HelpFormatter:
         return self.formatter_class(prog=self.prog, width=_help_width())
@@ -227,6 +227,9 @@ class _OnlyOne:
 
     def add_parser(self, name: str, **kw: Any) -> Any:
         return self._sub.add_parser(name, **kw) if name == self._name else _Skipped()
+
+    def __getattr__(self, name: str) -> Any:  # anything else: the real action's
+        return getattr(self._sub, name)
 
 
 class _Skipped:
