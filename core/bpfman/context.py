@@ -7,13 +7,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from bpfman.kernel.bpffs import Bpffs
 from bpfman.model.errors import BpfmanError
 from bpfman.model.records import Drift, LinkRecord
+
+if TYPE_CHECKING:  # plugins import this module; the kernel layer loads in the daemon
+    from bpfman.kernel.bpffs import Bpffs
 
 
 @attrs.frozen
