@@ -6,8 +6,12 @@ test plugin's type)."""
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -210,3 +214,64 @@ def test_bash_uses_the_command_as_typed(tmp_path: Path) -> None:
                f"COMP_WORDS=({BIN}/bpfman attach 1 tcx -d ''); COMP_CWORD=5; _bpfman; "
                'printf "%s\\n" "${COMPREPLY[@]}"')
     assert out.split() == ["ingress", "egress"]
+
+
+def typed_then_tab(line: str, cwd: Path, expect: str) -> str:
+    """What an interactive bash (readline, a terminal) shows after `line` and
+    TAB, the completion script sourced first: the word breaks at ':' and
+    '=', no space after ``TYPE:``, a '/' after a directory are readline's."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: an interactive bash on the terminal
+        os.chdir(cwd)
+        os.environ.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                          PS1="$ ", TERM="dumb")
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    seen = b""
+
+    def until(text: bytes, seconds: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + seconds
+        while text not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:
+                    break
+
+    try:
+        os.write(fd, b"source <(bpfman completion bash); echo sourced-$((6*7))\n")
+        until(b"sourced-42")
+        seen = b""
+        os.write(fd, line.encode() + b"\t")
+        until(expect.encode())
+        until(b"\0", 0.3)  # whatever follows it (a space, or none)
+        return seen.decode(errors="replace")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def test_interactive_bash_on_a_terminal(tmp_path: Path, bpf_program: Callable[..., Path]
+                                        ) -> None:
+    (tmp_path / "objects").mkdir()
+    obj = bpf_program("tp_counter")
+    (tmp_path / "objects" / "tp.bpf.o").write_bytes(obj.read_bytes())
+    cases = [
+        ("bpfman attach 1 xd", "bpfman attach 1 xdp "),
+        ("bpfman attach 1 raw_tr", "bpfman attach 1 raw_tracepoint "),
+        ("bpfman attach 1 tc --direction in", "--direction ingress "),
+        ("bpfman attach 1 xdp --proceed-on dispatcher_r", "--proceed-on dispatcher_return "),
+        ("bpfman events --kind=atta", "bpfman events --kind=attached "),
+        ("bpfman load file --path obj", "--path objects/"),
+        ("bpfman load file --path objects/tp.bpf.o --programs tr",
+         "--programs tracepoint:"),
+        ("bpfman load file -p objects/tp.bpf.o --programs tracepoint:count_getpp",
+         "--programs tracepoint:count_getppid "),
+    ]
+    for line, expect in cases:
+        shown = typed_then_tab(line, tmp_path, expect)
+        assert expect in shown, (line, shown)
+    # no space after TYPE: (the name follows)
+    assert "tracepoint: " not in typed_then_tab(
+        "bpfman load file --programs tracep", tmp_path, "tracepoint:")
