@@ -75,6 +75,16 @@ def test_enum_values_after_an_option_with_choices() -> None:
     assert words("attach", "1", "xdp", "--proceed-on", "pass", "--pri") == ["--priority"]
 
 
+def test_options_given_once_are_not_offered_again() -> None:
+    offered = set(words("attach", "1", "xdp", "-i", "eth0", "-p", "3", "--proceed-on", "pass",
+                        "-m", "a=b", ""))
+    assert {"--proceed-on", "-m", "--netns"} <= offered  # lists, -m: again
+    assert not {"-i", "--iface", "-p", "--priority"} & offered
+    assert words("list", "-a", "--a") == ["--application"]
+    assert "--metadata" in words("load", "file", "-p", "x", "-m", "a=b", "-")
+    assert words("events", "--kind", "attached", "--k") == ["--kind"]
+
+
 def test_free_values_get_nothing() -> None:
     assert words("attach", "1", "xdp", "--priority", "") == []
     assert words("attach", "1", "xdp", "-p", "") == []

@@ -195,7 +195,8 @@ def _walk(parser: argparse.ArgumentParser, done: list[str], cur: str, *, attach:
         return _remainder(parser, given, [], cur)
     if pending is not None:
         low, high = _arity(pending)
-        if pending_taken < low or (pending_taken < high and not _is_option(cur)):
+        if pending_taken < low or (pending_taken < high and not _is_option(cur)
+                                   and cur != "-"):
             return _values(parser, pending, given, cur, attach=attach)
     if _is_option(cur) and not only_positional:
         flag, eq, value = cur.partition("=")
@@ -207,18 +208,18 @@ def _walk(parser: argparse.ArgumentParser, done: list[str], cur: str, *, attach:
             if reply.mode in (WORDS, NOSPACE):
                 reply.words = [f"{flag}={w}" for w in reply.words]
             return reply
-        return Reply(_filter(_option_names(parser), cur))
+        return Reply(_filter(_option_names(parser, given), cur))
     if cur == "-":
-        return Reply(_filter(_option_names(parser), cur))
+        return Reply(_filter(_option_names(parser, given), cur))
     if pos >= len(positionals):  # nothing positional left: the options
-        return Reply(_option_names(parser)) if cur == "" else Reply()
+        return Reply(_option_names(parser, given)) if cur == "" else Reply()
     if pos < len(positionals):
         action = positionals[pos]
         if isinstance(action, argparse._SubParsersAction):
             return Reply(_filter(_visible_commands(action), cur))
         reply = _values(parser, action, given, cur, attach=attach)
         if not reply.words and reply.mode == WORDS and _arity(action)[0] == 0 and cur == "":
-            return Reply(_option_names(parser))  # an optional positional with no candidates
+            return Reply(_option_names(parser, given))  # an optional positional with no candidates
         return reply
     return Reply()
 
@@ -238,11 +239,16 @@ def _visible_commands(action: argparse._SubParsersAction) -> list[str]:
     return listed or list(action.choices)
 
 
-def _option_names(parser: argparse.ArgumentParser) -> list[str]:
+def _option_names(parser: argparse.ArgumentParser, given: dict[str, list[str]]) -> list[str]:
+    """The options to offer: not hidden, and not one already given that
+    takes a single value (a list, -m, ... can be given again)."""
     names: list[str] = []
     shorts = getattr(parser, "bpfman_shorts", None)
     for action in parser._actions:
         if action.help is argparse.SUPPRESS:
+            continue
+        if action.dest in given and not isinstance(
+                action, argparse._AppendAction | argparse._ExtendAction | argparse._CountAction):
             continue
         for flag in action.option_strings:
             if shorts is not None and not flag.startswith("--") and flag not in shorts:
