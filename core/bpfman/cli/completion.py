@@ -239,6 +239,10 @@ def _visible_commands(action: argparse._SubParsersAction) -> list[str]:
     return listed or list(action.choices)
 
 
+#: actions that keep one value (given twice, the last wins): not offered again
+SINGLE = (argparse._StoreAction, argparse._StoreConstAction, argparse.BooleanOptionalAction)
+
+
 def _option_names(parser: argparse.ArgumentParser, given: dict[str, list[str]]) -> list[str]:
     """The options to offer: not hidden, and not one already given that
     takes a single value (a list, -m, ... can be given again)."""
@@ -247,8 +251,7 @@ def _option_names(parser: argparse.ArgumentParser, given: dict[str, list[str]]) 
     for action in parser._actions:
         if action.help is argparse.SUPPRESS:
             continue
-        if action.dest in given and not isinstance(
-                action, argparse._AppendAction | argparse._ExtendAction | argparse._CountAction):
+        if action.dest in given and isinstance(action, SINGLE):
             continue
         for flag in action.option_strings:
             if shorts is not None and not flag.startswith("--") and flag not in shorts:
