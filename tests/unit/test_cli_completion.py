@@ -156,6 +156,8 @@ def test_event_kinds_output_and_pull_policy() -> None:
     assert words("list", "") == ["programs", "links"]  # not the hidden aliases
     assert words("get", "") == ["program", "link"]
     assert words("get", "link", "") == []
+    assert words("call", "program.l") == ["program.list", "program.load"]
+    assert words("call", "daemon.info", "{") == []  # the JSON params: free
 
 
 def test_the_hidden_call_back_prints_mode_then_candidates(

@@ -23,9 +23,10 @@ What is completed: subcommands and options everywhere; choices (``-o``,
 its ``metadata["choices"]`` such as ``--proceed-on``); program types of the
 installed plugins after ``attach ID``, ``--type``/``-p`` of `list`, and as
 ``TYPE:`` prefixes after ``--programs`` (then ``TYPE:NAME`` from the object
-``load file --path`` names); event kinds after ``events --kind``;
-file names after path options (``--path``, ``--socket``, ``-t`` of
-uprobe, ...) and directories after ``--oci-layout``; `bpfman daemon`'s own
+``load file --path`` names); event kinds after ``events --kind``; API
+methods after ``call``; file names after path options (``--path``,
+``--socket``, ``-t`` of uprobe, ...) and directories after
+``--oci-layout``; `bpfman daemon`'s own
 options (``--config`` a file, ``--log-level`` levels); interface names after
 ``--iface`` (the host's; none once ``--netns`` is given). After an option
 whose value is free text (an id, a priority, metadata) nothing is offered.
@@ -314,6 +315,12 @@ def _kinds(cur: str, given: dict[str, list[str]]) -> Reply:
     return Reply(_filter(event_kinds(), cur))
 
 
+def _methods(cur: str, given: dict[str, list[str]]) -> Reply:
+    from bpfman.rpc.methods import BY_NAME  # the API's method table
+
+    return Reply(_filter(sorted(BY_NAME), cur))
+
+
 def _files(cur: str, given: dict[str, list[str]]) -> Reply:
     return Reply(mode=FILES, text=cur)
 
@@ -337,6 +344,7 @@ CLI_VALUES: dict[str, Source] = {
     "type": _types, "programs": _type_prefixes, "kind": _kinds, "path": _files,
     "socket": _files, "oci_layout": _dirs, "target": _get_target,
     "state_dir": _dirs, "bpffs": _dirs,  # bpfman daemon's
+    "method": _methods,
 }
 ATTACH_VALUES: dict[str, Source] = {
     "iface": _ifaces, "netns": _files, "cgroup": _dirs, "socket": _files,
