@@ -7,22 +7,24 @@ dispatch). The hook specifications are in `bpfman.hookspecs`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from bpfman.model.errors import (
-    AttachTargetNotFound,
-    BpfmanError,
-    Conflict,
-    InvalidArgument,
-    KernelError,
-    KernelFeatureMissing,
-    NotFound,
-)
-
+# `typing` is not imported: the CLI imports this package first, and
+# `bpfman --version` is timed (docs/performance.md, "CLI start-up").
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from bpfman.context import HookContext
     from bpfman.hookspecs import hookimpl
     from bpfman.kinds import KindSpec
+    from bpfman.model.errors import (
+        AttachTargetNotFound,
+        BpfmanError,
+        Conflict,
+        InvalidArgument,
+        KernelError,
+        KernelFeatureMissing,
+        NotFound,
+    )
     from bpfman.model.records import (
         AttachPoint,
         DispatcherRecord,
@@ -38,6 +40,8 @@ __version__ = "0.1.0"
 #: name -> module, imported on first use: the CLI imports this package too,
 #: and pluggy and attrs would double its start-up time for nothing.
 _LAZY = {
+    **dict.fromkeys(["AttachTargetNotFound", "BpfmanError", "Conflict", "InvalidArgument",
+                     "KernelError", "KernelFeatureMissing", "NotFound"], "bpfman.model.errors"),
     "hookimpl": "bpfman.hookspecs",
     "KindSpec": "bpfman.kinds",
     "HookContext": "bpfman.context",

@@ -13,5 +13,10 @@ image build, load-from-image), `render`, `main`.
 Exit status: 0 success, 1 the daemon answered with an error, 2 usage error
 or the daemon could not be reached.
 
-This package imports nothing on purpose: `bpfman --version` must stay cheap.
+This package imports only `bpfman` itself (already imported as its parent):
+`bpfman --version` is answered with it alone (docs/performance.md).
 """
+
+from bpfman import __version__
+
+VERSION_TEXT = f"bpfman {__version__}"

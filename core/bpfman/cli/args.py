@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-import bpfman
 from bpfman.model import APPLICATION_KEY
 
-VERSION_TEXT = f"bpfman {bpfman.__version__}"
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
 class UsageError(Exception):
@@ -23,8 +24,6 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
-
-
 
 
 def metadata_pairs(text: str) -> list[tuple[str, str]]:

@@ -24,13 +24,17 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TextIO
 
 from bpfman.cli.args import add_application_option, load_options, program_selector, registry_auth
+
+# Every command line imports this module (its parsers, `build_request`):
+# pathlib, threading and typing only where used (docs/performance.md).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any, TextIO
 
 PASSWORD_ENV = "BPFMAN_REGISTRY_PASSWORD"
 POLICIES = ["Always", "IfNotPresent", "Never"]
@@ -65,6 +69,12 @@ def _auth_options(parser: argparse.ArgumentParser, *, upstream: bool = False) ->
         parser.add_argument("-r", "--registry-auth", type=registry_auth, metavar="BASE64",
                             help="base64 of USER:PASSWORD (upstream's form; visible in ps,"
                             f" prefer --username and ${PASSWORD_ENV})")
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
 
 
 def _policy_option(parser: argparse.ArgumentParser, *flags: str) -> None:
@@ -106,10 +116,10 @@ def add_parsers(load_sub: Any, command: Callable[..., argparse.ArgumentParser],
     _auth_options(ins)
     build = sub.add_parser("build", parents=[common],
                            help="package an object as a bytecode image (no docker needed)")
-    build.add_argument("--path", "-f", required=True, type=Path, help="the ELF object")
+    build.add_argument("--path", "-f", required=True, type=_path, help="the ELF object")
     build.add_argument("--tag", "-t", required=True, help="REGISTRY/REPOSITORY:TAG")
     build.add_argument("--push", action="store_true", help="push it to the registry")
-    build.add_argument("--oci-layout", type=Path, metavar="DIR",
+    build.add_argument("--oci-layout", type=_path, metavar="DIR",
                        help="write it as an OCI image layout directory")
     build.add_argument("--plain-http", action="store_true",
                        help="talk http, not https, to the registry (lab registries)")
@@ -193,6 +203,8 @@ def call_with_progress(client: Any, method: str, params: dict[str, Any],
     forced = os.environ.get("BPFMAN_PROGRESS") == "1"
     if method not in PULLING_METHODS or not image or not (forced or stream.isatty()):
         return client.call(method, params)
+    import threading
+
     done = threading.Event()
     started = time.monotonic()
 

@@ -6,20 +6,20 @@ or the daemon could not be reached."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from bpfman.cli import images as imagecli
-from bpfman.cli.args import VERSION_TEXT, UsageError
-from bpfman.cli.parser import build_parser
-from bpfman.cli.render import format_error, format_event, print_error, render, terminal_width
-from bpfman.cli.request import Call, PrintCompletion, build_calls
-from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
+from bpfman.cli import VERSION_TEXT
+
+# Only what `--version` needs is imported here; the rest in `_main` and the
+# functions that use it (docs/performance.md, "CLI start-up").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from bpfman.cli.request import Call
+    from bpfman.client import Client, RpcError
 
 
 def _split_daemon(argv: list[str]) -> list[str] | None:
@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `bpfman list | head -1`: the reader left. Quietly, with the status a
         # C tool killed by SIGPIPE gets; stdout goes nowhere so the final
         # flush at exit does not complain again.
+        import signal
+
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv == ["--version"]:  # before building every subcommand's parser
+    if argv == ["--version"]:  # before importing argparse and the rest
         print(VERSION_TEXT)
         return 0
     if argv[:1] == ["__complete"]:  # hidden: the shell completion's call-back
@@ -77,7 +79,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         return daemon_main.main(daemon_argv)
 
-    parser = build_parser()
+    from bpfman.cli import images as imagecli
+    from bpfman.cli.args import UsageError
+    from bpfman.cli.parser import parser_for
+    from bpfman.cli.render import format_error, print_error
+    from bpfman.cli.request import PrintCompletion, build_calls
+    from bpfman.client import Client, DaemonUnreachable, RpcError, default_socket_path
+
+    parser = parser_for(argv)  # only the subcommand named, when that is enough
     try:
         args = parser.parse_args(argv)
         if args.command == "attach" and {"-h", "--help"} & set(args.options):
@@ -118,6 +127,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
                     if method == "program.attach":
                         # Explain a type mismatch if we may look (only after a
                         # failure: attach alone needs no program.get grant).
+                        import contextlib
+
                         with contextlib.suppress(RpcError):
                             _check_type(client, args.program_id, args.type)
                     if getattr(args, "ignore_missing", False) and _is_missing(exc):
@@ -153,6 +164,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 def _print_done(done: list[tuple[Call, Any]], output: str, *, several: bool) -> None:
     """The results of the calls made; under -o json a command of several
     calls prints one JSON list (of the calls that were made)."""
+    import json
+
+    from bpfman.cli.render import render, terminal_width
+
     if output == "json" and several:
         print(json.dumps([result for _call, result in done], indent=2))
         return
@@ -178,6 +193,10 @@ def _stopped_at(calls: list[Call], at: int, done: list[tuple[Call, Any]]) -> str
 
 
 def _print_events(client: Client, kinds: list[str], output: str) -> int:
+    import json
+
+    from bpfman.cli.render import format_event
+
     try:
         for event in client.events(kinds):
             if output == "json":
@@ -193,6 +212,8 @@ def _print_events(client: Client, kinds: list[str], output: str) -> int:
 def _check_type(client: Client, program_id: int, kind: str) -> None:
     # The API takes the type from the loaded program; the CLI repeats it
     # (as upstream does), so catch a mismatch before the params confuse anyone.
+    from bpfman.client import RpcError
+
     program = client.call("program.get", {"program_id": program_id})
     actual = program.get("type")
     if actual is not None and actual != kind:

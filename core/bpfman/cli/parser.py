@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import sys
 
+from bpfman.cli import VERSION_TEXT
 from bpfman.cli import images as imagecli
-from bpfman.cli.args import VERSION_TEXT, add_application_option, add_metadata_option
+from bpfman.cli.args import add_application_option, add_metadata_option
 from bpfman.cli.args import global_value as _global_value
 from bpfman.cli.args import json_object as _json_object
 from bpfman.cli.args import program_selector as _program_selector
 from bpfman.client import default_socket_path
 
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole tree, or with `only` (see `parser_for`) the top level and
+    that one subcommand: a command line naming it parses the same."""
     # Global options are accepted before or after the subcommand.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--socket", default=argparse.SUPPRESS,
         help=f"daemon socket (default $BPFMAN_SOCKET or {default_socket_path()})",
@@ -24,11 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", choices=["table", "json"], default=argparse.SUPPRESS,
         help="table for people (default), json for scripts",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bpfman", parents=[common], description="Manage eBPF programs through bpfmand."
     )
     parser.add_argument("--version", action="version", version=VERSION_TEXT)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: Any = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if only is not None:
+        sub = _OnlyOne(sub, only)
 
     def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
         if name in EXAMPLES:
@@ -149,6 +161,79 @@ def build_parser() -> argparse.ArgumentParser:
                          "/etc/bash_completion.d/bpfman")
     completion.add_argument("shell", choices=["bash"])
     return parser
+
+
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser `argv` needs: building every subcommand's parser is a
+    quarter of `bpfman list`'s start-up, so when the command word is plain
+    (only exact global options before it, no -h) only that subcommand is
+    built. Anything else (--help, abbreviations, an unknown word) gets the
+    whole tree, so usage errors and help read the same."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        token = argv[i]
+        if token in ("--socket", "-o", "--output"):
+            i += 2
+        elif token.startswith(("--socket=", "--output=")) or (
+                token.startswith("-o") and token[2:] in ("table", "json")):
+            i += 1
+        else:
+            return build_parser()
+    if i >= len(argv):
+        return build_parser()
+    parser = build_parser(only=argv[i])
+    if argv[i] not in _command_names(parser):
+        return build_parser()  # not a command: the error lists them all
+    return parser
+
+
+def _command_names(parser: argparse.ArgumentParser) -> set[str]:
+    return {name for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction) for name in action.choices}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser (its subparsers are too) whose help formatter gets
+    the width from `os` directly, as `shutil.get_terminal_size` would:
+    argparse makes a formatter for every `add_argument`, and its own way
+    imports shutil (with bz2, lzma, zlib), an eighth of `bpfman list`."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_help_width())
+
+
+def _help_width() -> int:
+    """What argparse takes by default: the terminal's columns less 2."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
+
+
+class _OnlyOne:
+    """Stands in for the top-level subparsers action: builds the parser of
+    the one command asked for; every other command's building calls land on
+    a `_Skipped` and cost nothing."""
+
+    def __init__(self, sub: argparse._SubParsersAction, name: str) -> None:
+        self._sub = sub
+        self._name = name
+
+    def add_parser(self, name: str, **kw: Any) -> Any:
+        return self._sub.add_parser(name, **kw) if name == self._name else _Skipped()
+
+
+class _Skipped:
+    """A parser not built: any method, any arguments, returns another."""
+
+    def __getattr__(self, _name: str) -> Callable[..., _Skipped]:
+        return lambda *_args, **_kw: _Skipped()
 
 
 EXAMPLES = {

@@ -13,10 +13,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from bpfman.client import RpcError
+
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    Renderer = Callable[[Any, dict[str, Any], int | None], str]
 
 #: columns whose cells may be cut to fit the terminal (free text, last resort
 #: for the eye); ids, names and types are never cut
@@ -298,8 +304,6 @@ def render_images(rows: list[dict[str, Any]], width: int | None = None) -> str:
         [[r["url"], r["digest"][:19], r["programs"], r["verification"], r["pulled_at"]]
          for r in rows], width)
 
-
-Renderer = Callable[[Any, dict[str, Any], int | None], str]
 
 _IMAGE_RENDERERS: dict[str, Renderer] = {
     "image.pull": lambda r, _p, _w: render_image(r),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 from bpfman.cli import images as imagecli
 from bpfman.cli.args import UsageError, load_options, metadata_dict
-from bpfman.cli.rawopts import split_attach_options
 
-Call = tuple[str, dict[str, Any]]
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Call = tuple[str, dict[str, Any]]
 
 
 def build_calls(args: argparse.Namespace) -> list[Call]:
@@ -40,6 +43,7 @@ def build_request(args: argparse.Namespace) -> Call:
                                 **load_options(args)}
     if cmd == "attach":
         from bpfman.cli import attachopts  # imports the plugins: only this command pays
+        from bpfman.cli.rawopts import split_attach_options
 
         try:
             typed = attachopts.parse(args.type, args.options)
@@ -72,6 +76,8 @@ def build_request(args: argparse.Namespace) -> Call:
     if cmd == "link" and args.link_command == "get":
         return "link.get", {"link_id": args.link_id}
     if cmd == "link" and args.link_command == "update":
+        from bpfman.cli.rawopts import split_attach_options
+
         update, metadata, globals_ = split_attach_options(args.options)
         for key, value in globals_.items():
             setattr(args, key, value)

@@ -9,8 +9,6 @@ importing trio.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bpfman.client.blocking import Client
 from bpfman.client.envelope import (
     DEFAULT_SOCKET,
@@ -18,6 +16,11 @@ from bpfman.client.envelope import (
     RpcError,
     default_socket_path,
 )
+
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def __getattr__(name: str) -> Any:

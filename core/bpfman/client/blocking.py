@@ -8,9 +8,6 @@ import itertools
 import json
 import os
 import socket
-from collections.abc import Iterator, Sequence
-from types import TracebackType
-from typing import Any, Self
 
 from bpfman.client.envelope import (
     MAX_REPLY,
@@ -23,6 +20,13 @@ from bpfman.client.envelope import (
     _typed,
     default_socket_path,
 )
+
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from types import TracebackType
+    from typing import Any, Self
 
 
 class Client:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+
+# typing only for annotations: the CLI's start-up is timed (docs/performance.md)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/bpfman/bpfman.sock"
 
