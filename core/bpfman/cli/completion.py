@@ -95,11 +95,12 @@ def interfaces() -> list[str]:
 def complete(words: Sequence[str], parser: argparse.ArgumentParser | None = None) -> Reply:
     """Candidates for the last of `words` (the words after ``bpfman``, as
     bash's COMP_WORDS has them; the last may be empty)."""
-    if parser is None:
-        from bpfman.cli.parser import build_parser
-
-        parser = build_parser()
     tokens, cut = _join_wordbreaks(list(words) or [""])
+    if parser is None:
+        from bpfman.cli.parser import parser_for
+
+        # the command word typed: only its subtree is built (as `bpfman` does)
+        parser = parser_for(tokens[:-1])
     reply = _walk(parser, tokens[:-1], tokens[-1], attach=False)
     if cut and reply.mode in (WORDS, NOSPACE):
         # bash replaces only the text after the last ':' or '='
