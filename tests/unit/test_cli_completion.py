@@ -220,6 +220,13 @@ def test_bash_completes_file_names_and_type_prefixes(
                          "count_getpp") == ["count_getppid"]
 
 
+def test_bash_under_set_u_and_past_the_last_word() -> None:
+    out = bash("set -u; source <(bpfman completion bash); "
+               "COMP_WORDS=(bpfman attach 1 tcx --direction); COMP_CWORD=5; _bpfman; "
+               'printf "%s\n" "${COMPREPLY[@]}"')
+    assert out.split() == ["ingress", "egress"]
+
+
 def test_bash_uses_the_command_as_typed(tmp_path: Path) -> None:
     # a bpfman not on PATH, completed by the path it was typed with
     out = bash("source <(bpfman completion bash); PATH=/usr/bin:/bin; "

@@ -417,11 +417,11 @@ def bash_completion() -> str:
     return r"""# bash completion for bpfman (from `bpfman completion bash`).
 # Candidates come from `bpfman __complete`, so they follow the installed plugins.
 _bpfman() {
-    local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[0]} mode
+    local cur=${COMP_WORDS[COMP_CWORD]-} cmd=${COMP_WORDS[0]} mode
     local -a out
     type -P -- "$cmd" >/dev/null 2>&1 || cmd=bpfman
     mapfile -t out < <("$cmd" __complete "${COMP_WORDS[@]:1:COMP_CWORD-1}" "$cur" 2>/dev/null)
-    mode=${out[0]}
+    mode=${out[0]-}
     out=("${out[@]:1}")
     COMPREPLY=()
     case $mode in
@@ -429,9 +429,9 @@ _bpfman() {
             compopt -o filenames 2>/dev/null
             local IFS=$'\n'
             if [[ $mode == files ]]; then
-                COMPREPLY=($(compgen -f -- "${out[0]}"))
+                COMPREPLY=($(compgen -f -- "${out[0]-}"))
             else
-                COMPREPLY=($(compgen -d -- "${out[0]}"))
+                COMPREPLY=($(compgen -d -- "${out[0]-}"))
             fi ;;
         nospace)
             compopt -o nospace 2>/dev/null
