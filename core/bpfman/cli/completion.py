@@ -215,15 +215,13 @@ def _walk(parser: argparse.ArgumentParser, done: list[str], cur: str, *, attach:
         return Reply(_filter(_option_names(parser, given), cur))
     if pos >= len(positionals):  # nothing positional left: the options
         return Reply(_option_names(parser, given)) if cur == "" else Reply()
-    if pos < len(positionals):
-        action = positionals[pos]
-        if isinstance(action, argparse._SubParsersAction):
-            return Reply(_filter(_visible_commands(action), cur))
-        reply = _values(parser, action, given, cur, attach=attach)
-        if not reply.words and reply.mode == WORDS and _arity(action)[0] == 0 and cur == "":
-            return Reply(_option_names(parser, given))  # an optional positional with no candidates
-        return reply
-    return Reply()
+    action = positionals[pos]
+    if isinstance(action, argparse._SubParsersAction):
+        return Reply(_filter(_visible_commands(action), cur))
+    reply = _values(parser, action, given, cur, attach=attach)
+    if not reply.words and reply.mode == WORDS and _arity(action)[0] == 0 and cur == "":
+        return Reply(_option_names(parser, given))  # an optional positional, no candidates
+    return reply
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
@@ -298,10 +296,13 @@ def _type_prefixes(cur: str, given: dict[str, list[str]]) -> Reply:
 def object_programs(path: str) -> dict[str, str] | None:
     """Program name -> label type of an ELF object here (as `image build`
     labels it), None when it cannot be read."""
+    obj = Path(path).expanduser()
+    if not obj.is_file():  # not a device or a fifo that would block a TAB
+        return None
     try:
         from bpfman.images.spec import labels_for_object
 
-        return labels_for_object(Path(path).expanduser()).programs
+        return labels_for_object(obj).programs
     except Exception:  # not there yet, not an object, no libbpf: no names
         return None
 
