@@ -70,6 +70,11 @@ def test_enum_values_after_an_option_with_choices() -> None:
     assert "pass" not in words("attach", "1", "xdp", "--proceed-on", "pass", "")
     assert "ok" in words("attach", "1", "tc", "--proceed-on", "")
     assert words("attach", "1", "netfilter", "--family", "") == ["ipv4", "ipv6"]
+    # one params class, three types: each type's own hooks
+    assert words("attach", "1", "cgroup_skb", "--attach-type", "") == ["ingress", "egress"]
+    assert words("attach", "1", "cgroup_sock_addr", "--attach-type", "conn") == [
+        "connect4", "connect6"]
+    assert "ingress" not in words("attach", "1", "cgroup_sock", "--attach-type", "")
     assert words("attach", "1", "perf_event", "--event", "cpu-c") == ["cpu-cycles", "cpu-clock"]
     # after the list's values, an option is an option again
     assert words("attach", "1", "xdp", "--proceed-on", "pass", "--pri") == ["--priority"]
