@@ -225,6 +225,54 @@ def test_bash_completes_file_names_and_type_prefixes(
                          "count_getpp") == ["count_getppid"]
 
 
+PLUGIN = '''
+from typing import Literal
+
+import attrs
+
+from bpfman import KindSpec, hookimpl
+
+
+@attrs.frozen
+class Params:
+    target: str = attrs.field(metadata={"doc": "where"})
+    speed: Literal["fast", "slow"] = attrs.field(default="fast", metadata={"doc": "how"})
+
+
+@hookimpl
+def bpfman_register_kinds():
+    return [KindSpec(name="clicomp_demo", kernel_prog_type="raw_tracepoint",
+                     params_type=Params, description="a type installed later")]
+'''
+
+
+def test_a_plugin_installed_after_the_script_was_written(tmp_path: Path) -> None:
+    """The script is sourced first; then a plugin is installed (a package and
+    its dist-info with a bpfman.plugins entry point on PYTHONPATH): its type,
+    options and values complete with no step more."""
+    site = tmp_path / "site"
+    (site / "bpfman_clicomp_demo").mkdir(parents=True)
+    (site / "bpfman_clicomp_demo" / "__init__.py").write_text(PLUGIN)
+    info = site / "bpfman_clicomp_demo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bpfman-clicomp-demo\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text("[bpfman.plugins]\nclicomp_demo = bpfman_clicomp_demo\n")
+    show = 'printf "%s\\n" "${COMPREPLY[@]}"; echo --'
+    out = bash(
+        "source <(bpfman completion bash); "
+        f"COMP_WORDS=(bpfman attach 1 clicomp); COMP_CWORD=3; _bpfman; {show}; "
+        f"export PYTHONPATH={site}; "
+        f"COMP_WORDS=(bpfman attach 1 clicomp); COMP_CWORD=3; _bpfman; {show}; "
+        f"COMP_WORDS=(bpfman attach 1 clicomp_demo --); COMP_CWORD=4; _bpfman; {show}; "
+        f"COMP_WORDS=(bpfman attach 1 clicomp_demo --speed ''); COMP_CWORD=5; _bpfman; {show}")
+    before, after, options, values, _ = out.split("--\n")
+    assert before.split() == []
+    assert after.split() == ["clicomp_demo"]
+    assert options.split() == ["--help", "--metadata", "--target", "--speed"]
+    assert values.split() == ["fast", "slow"]
+
+
 def test_bash_under_set_u_and_past_the_last_word() -> None:
     out = bash("set -u; source <(bpfman completion bash); "
                "COMP_WORDS=(bpfman attach 1 tcx --direction); COMP_CWORD=5; _bpfman; "
