@@ -6,8 +6,12 @@ test plugin's type)."""
 from __future__ import annotations
 
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,9 +70,24 @@ def test_enum_values_after_an_option_with_choices() -> None:
     assert "pass" not in words("attach", "1", "xdp", "--proceed-on", "pass", "")
     assert "ok" in words("attach", "1", "tc", "--proceed-on", "")
     assert words("attach", "1", "netfilter", "--family", "") == ["ipv4", "ipv6"]
+    # one params class, three types: each type's own hooks
+    assert words("attach", "1", "cgroup_skb", "--attach-type", "") == ["ingress", "egress"]
+    assert words("attach", "1", "cgroup_sock_addr", "--attach-type", "conn") == [
+        "connect4", "connect6"]
+    assert "ingress" not in words("attach", "1", "cgroup_sock", "--attach-type", "")
     assert words("attach", "1", "perf_event", "--event", "cpu-c") == ["cpu-cycles", "cpu-clock"]
     # after the list's values, an option is an option again
     assert words("attach", "1", "xdp", "--proceed-on", "pass", "--pri") == ["--priority"]
+
+
+def test_options_given_once_are_not_offered_again() -> None:
+    offered = set(words("attach", "1", "xdp", "-i", "eth0", "-p", "3", "--proceed-on", "pass",
+                        "-m", "a=b", ""))
+    assert {"--proceed-on", "-m", "--netns"} <= offered  # lists, -m: again
+    assert not {"-i", "--iface", "-p", "--priority"} & offered
+    assert words("list", "-a", "--a") == ["--application"]
+    assert "--metadata" in words("load", "file", "-p", "x", "-m", "a=b", "-")
+    assert words("events", "--kind", "attached", "--k") == ["--kind"]
 
 
 def test_free_values_get_nothing() -> None:
@@ -142,6 +161,8 @@ def test_event_kinds_output_and_pull_policy() -> None:
     assert words("list", "") == ["programs", "links"]  # not the hidden aliases
     assert words("get", "") == ["program", "link"]
     assert words("get", "link", "") == []
+    assert words("call", "program.l") == ["program.list", "program.load"]
+    assert words("call", "daemon.info", "{") == []  # the JSON params: free
 
 
 def test_the_hidden_call_back_prints_mode_then_candidates(
@@ -204,9 +225,125 @@ def test_bash_completes_file_names_and_type_prefixes(
                          "count_getpp") == ["count_getppid"]
 
 
+PLUGIN = '''
+from typing import Literal
+
+import attrs
+
+from bpfman import KindSpec, hookimpl
+
+
+@attrs.frozen
+class Params:
+    target: str = attrs.field(metadata={"doc": "where"})
+    speed: Literal["fast", "slow"] = attrs.field(default="fast", metadata={"doc": "how"})
+
+
+@hookimpl
+def bpfman_register_kinds():
+    return [KindSpec(name="clicomp_demo", kernel_prog_type="raw_tracepoint",
+                     params_type=Params, description="a type installed later")]
+'''
+
+
+def test_a_plugin_installed_after_the_script_was_written(tmp_path: Path) -> None:
+    """The script is sourced first; then a plugin is installed (a package and
+    its dist-info with a bpfman.plugins entry point on PYTHONPATH): its type,
+    options and values complete with no step more."""
+    site = tmp_path / "site"
+    (site / "bpfman_clicomp_demo").mkdir(parents=True)
+    (site / "bpfman_clicomp_demo" / "__init__.py").write_text(PLUGIN)
+    info = site / "bpfman_clicomp_demo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bpfman-clicomp-demo\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text("[bpfman.plugins]\nclicomp_demo = bpfman_clicomp_demo\n")
+    show = 'printf "%s\\n" "${COMPREPLY[@]}"; echo --'
+    out = bash(
+        "source <(bpfman completion bash); "
+        f"COMP_WORDS=(bpfman attach 1 clicomp); COMP_CWORD=3; _bpfman; {show}; "
+        f"export PYTHONPATH={site}; "
+        f"COMP_WORDS=(bpfman attach 1 clicomp); COMP_CWORD=3; _bpfman; {show}; "
+        f"COMP_WORDS=(bpfman attach 1 clicomp_demo --); COMP_CWORD=4; _bpfman; {show}; "
+        f"COMP_WORDS=(bpfman attach 1 clicomp_demo --speed ''); COMP_CWORD=5; _bpfman; {show}")
+    before, after, options, values, _ = out.split("--\n")
+    assert before.split() == []
+    assert after.split() == ["clicomp_demo"]
+    assert options.split() == ["--help", "--metadata", "--target", "--speed"]
+    assert values.split() == ["fast", "slow"]
+
+
+def test_bash_under_set_u_and_past_the_last_word() -> None:
+    out = bash("set -u; source <(bpfman completion bash); "
+               "COMP_WORDS=(bpfman attach 1 tcx --direction); COMP_CWORD=5; _bpfman; "
+               'printf "%s\n" "${COMPREPLY[@]}"')
+    assert out.split() == ["ingress", "egress"]
+
+
 def test_bash_uses_the_command_as_typed(tmp_path: Path) -> None:
     # a bpfman not on PATH, completed by the path it was typed with
     out = bash("source <(bpfman completion bash); PATH=/usr/bin:/bin; "
                f"COMP_WORDS=({BIN}/bpfman attach 1 tcx -d ''); COMP_CWORD=5; _bpfman; "
                'printf "%s\\n" "${COMPREPLY[@]}"')
     assert out.split() == ["ingress", "egress"]
+
+
+def typed_then_tab(line: str, cwd: Path, expect: str) -> str:
+    """What an interactive bash (readline, a terminal) shows after `line` and
+    TAB, the completion script sourced first: the word breaks at ':' and
+    '=', no space after ``TYPE:``, a '/' after a directory are readline's."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: an interactive bash on the terminal
+        os.chdir(cwd)
+        os.environ.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                          PS1="$ ", TERM="dumb")
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    seen = b""
+
+    def until(text: bytes, seconds: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + seconds
+        while text not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:
+                    break
+
+    try:
+        os.write(fd, b"source <(bpfman completion bash); echo sourced-$((6*7))\n")
+        until(b"sourced-42")
+        seen = b""
+        os.write(fd, line.encode() + b"\t")
+        until(expect.encode())
+        until(b"\0", 0.3)  # whatever follows it (a space, or none)
+        return seen.decode(errors="replace")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def test_interactive_bash_on_a_terminal(tmp_path: Path, bpf_program: Callable[..., Path]
+                                        ) -> None:
+    (tmp_path / "objects").mkdir()
+    obj = bpf_program("tp_counter")
+    (tmp_path / "objects" / "tp.bpf.o").write_bytes(obj.read_bytes())
+    cases = [
+        ("bpfman attach 1 xd", "bpfman attach 1 xdp "),
+        ("bpfman attach 1 raw_tr", "bpfman attach 1 raw_tracepoint "),
+        ("bpfman attach 1 tc --direction in", "--direction ingress "),
+        ("bpfman attach 1 xdp --proceed-on dispatcher_r", "--proceed-on dispatcher_return "),
+        ("bpfman events --kind=atta", "bpfman events --kind=attached "),
+        ("bpfman load file --path obj", "--path objects/"),
+        ("bpfman load file --path objects/tp.bpf.o --programs tr",
+         "--programs tracepoint:"),
+        ("bpfman load file -p objects/tp.bpf.o --programs tracepoint:count_getpp",
+         "--programs tracepoint:count_getppid "),
+    ]
+    for line, expect in cases:
+        shown = typed_then_tab(line, tmp_path, expect)
+        assert expect in shown, (line, shown)
+    # no space after TYPE: (the name follows)
+    assert "tracepoint: " not in typed_then_tab(
+        "bpfman load file --programs tracep", tmp_path, "tracepoint:")

@@ -8,7 +8,8 @@ Modules, in the order a command line crosses them: `parser` (argparse tree,
 examples), `args` and `attachopts` (typed values; attach options generated
 from the plugins' parameter classes), `rawopts` (``--key value`` for types
 without a schema here), `request`, `images` (commands that run locally:
-image build, load-from-image), `render`, `main`.
+image build, load-from-image), `render`, `main`; `completion` (shell
+completion, computed at TAB time from the same parsers).
 
 Exit status: 0 success, 1 the daemon answered with an error, 2 usage error
 or the daemon could not be reached.

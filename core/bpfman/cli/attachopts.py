@@ -123,7 +123,10 @@ def build_parser(kind: str, cls: type) -> argparse.ArgumentParser:
         action = parser.add_argument(*names, **kwargs)
         # Values a plugin lists for completion only (its own validator keeps
         # the say on what is accepted, and its message).
-        action.completions = choices or field.metadata.get("choices")  # type: ignore[attr-defined]
+        hint = field.metadata.get("choices")
+        if isinstance(hint, dict):  # one params class for several types
+            hint = hint.get(kind)
+        action.completions = choices or hint  # type: ignore[attr-defined]
     return parser
 
 

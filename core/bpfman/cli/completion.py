@@ -23,9 +23,10 @@ What is completed: subcommands and options everywhere; choices (``-o``,
 its ``metadata["choices"]`` such as ``--proceed-on``); program types of the
 installed plugins after ``attach ID``, ``--type``/``-p`` of `list`, and as
 ``TYPE:`` prefixes after ``--programs`` (then ``TYPE:NAME`` from the object
-``load file --path`` names); event kinds after ``events --kind``;
-file names after path options (``--path``, ``--socket``, ``-t`` of
-uprobe, ...) and directories after ``--oci-layout``; `bpfman daemon`'s own
+``load file --path`` names); event kinds after ``events --kind``; API
+methods after ``call``; file names after path options (``--path``,
+``--socket``, ``-t`` of uprobe, ...) and directories after
+``--oci-layout``; `bpfman daemon`'s own
 options (``--config`` a file, ``--log-level`` levels); interface names after
 ``--iface`` (the host's; none once ``--netns`` is given). After an option
 whose value is free text (an id, a priority, metadata) nothing is offered.
@@ -94,11 +95,12 @@ def interfaces() -> list[str]:
 def complete(words: Sequence[str], parser: argparse.ArgumentParser | None = None) -> Reply:
     """Candidates for the last of `words` (the words after ``bpfman``, as
     bash's COMP_WORDS has them; the last may be empty)."""
-    if parser is None:
-        from bpfman.cli.parser import build_parser
-
-        parser = build_parser()
     tokens, cut = _join_wordbreaks(list(words) or [""])
+    if parser is None:
+        from bpfman.cli.parser import parser_for
+
+        # the command word typed: only its subtree is built (as `bpfman` does)
+        parser = parser_for(tokens[:-1])
     reply = _walk(parser, tokens[:-1], tokens[-1], attach=False)
     if cut and reply.mode in (WORDS, NOSPACE):
         # bash replaces only the text after the last ':' or '='
@@ -195,7 +197,8 @@ def _walk(parser: argparse.ArgumentParser, done: list[str], cur: str, *, attach:
         return _remainder(parser, given, [], cur)
     if pending is not None:
         low, high = _arity(pending)
-        if pending_taken < low or (pending_taken < high and not _is_option(cur)):
+        if pending_taken < low or (pending_taken < high and not _is_option(cur)
+                                   and cur != "-"):
             return _values(parser, pending, given, cur, attach=attach)
     if _is_option(cur) and not only_positional:
         flag, eq, value = cur.partition("=")
@@ -207,20 +210,18 @@ def _walk(parser: argparse.ArgumentParser, done: list[str], cur: str, *, attach:
             if reply.mode in (WORDS, NOSPACE):
                 reply.words = [f"{flag}={w}" for w in reply.words]
             return reply
-        return Reply(_filter(_option_names(parser), cur))
+        return Reply(_filter(_option_names(parser, given), cur))
     if cur == "-":
-        return Reply(_filter(_option_names(parser), cur))
+        return Reply(_filter(_option_names(parser, given), cur))
     if pos >= len(positionals):  # nothing positional left: the options
-        return Reply(_option_names(parser)) if cur == "" else Reply()
-    if pos < len(positionals):
-        action = positionals[pos]
-        if isinstance(action, argparse._SubParsersAction):
-            return Reply(_filter(_visible_commands(action), cur))
-        reply = _values(parser, action, given, cur, attach=attach)
-        if not reply.words and reply.mode == WORDS and _arity(action)[0] == 0 and cur == "":
-            return Reply(_option_names(parser))  # an optional positional with no candidates
-        return reply
-    return Reply()
+        return Reply(_option_names(parser, given)) if cur == "" else Reply()
+    action = positionals[pos]
+    if isinstance(action, argparse._SubParsersAction):
+        return Reply(_filter(_visible_commands(action), cur))
+    reply = _values(parser, action, given, cur, attach=attach)
+    if not reply.words and reply.mode == WORDS and _arity(action)[0] == 0 and cur == "":
+        return Reply(_option_names(parser, given))  # an optional positional, no candidates
+    return reply
 
 
 def _daemon_parser() -> argparse.ArgumentParser:
@@ -238,11 +239,19 @@ def _visible_commands(action: argparse._SubParsersAction) -> list[str]:
     return listed or list(action.choices)
 
 
-def _option_names(parser: argparse.ArgumentParser) -> list[str]:
+#: actions that keep one value (given twice, the last wins): not offered again
+SINGLE = (argparse._StoreAction, argparse._StoreConstAction, argparse.BooleanOptionalAction)
+
+
+def _option_names(parser: argparse.ArgumentParser, given: dict[str, list[str]]) -> list[str]:
+    """The options to offer: not hidden, and not one already given that
+    takes a single value (a list, -m, ... can be given again)."""
     names: list[str] = []
     shorts = getattr(parser, "bpfman_shorts", None)
     for action in parser._actions:
         if action.help is argparse.SUPPRESS:
+            continue
+        if action.dest in given and isinstance(action, SINGLE):
             continue
         for flag in action.option_strings:
             if shorts is not None and not flag.startswith("--") and flag not in shorts:
@@ -287,10 +296,13 @@ def _type_prefixes(cur: str, given: dict[str, list[str]]) -> Reply:
 def object_programs(path: str) -> dict[str, str] | None:
     """Program name -> label type of an ELF object here (as `image build`
     labels it), None when it cannot be read."""
+    obj = Path(path).expanduser()
+    if not obj.is_file():  # not a device or a fifo that would block a TAB
+        return None
     try:
         from bpfman.images.spec import labels_for_object
 
-        return labels_for_object(Path(path).expanduser()).programs
+        return labels_for_object(obj).programs
     except Exception:  # not there yet, not an object, no libbpf: no names
         return None
 
@@ -303,6 +315,12 @@ def _accepts(kind: str, label: str) -> bool:
 
 def _kinds(cur: str, given: dict[str, list[str]]) -> Reply:
     return Reply(_filter(event_kinds(), cur))
+
+
+def _methods(cur: str, given: dict[str, list[str]]) -> Reply:
+    from bpfman.rpc.methods import BY_NAME  # the API's method table
+
+    return Reply(_filter(sorted(BY_NAME), cur))
 
 
 def _files(cur: str, given: dict[str, list[str]]) -> Reply:
@@ -328,6 +346,7 @@ CLI_VALUES: dict[str, Source] = {
     "type": _types, "programs": _type_prefixes, "kind": _kinds, "path": _files,
     "socket": _files, "oci_layout": _dirs, "target": _get_target,
     "state_dir": _dirs, "bpffs": _dirs,  # bpfman daemon's
+    "method": _methods,
 }
 ATTACH_VALUES: dict[str, Source] = {
     "iface": _ifaces, "netns": _files, "cgroup": _dirs, "socket": _files,
@@ -399,11 +418,11 @@ def bash_completion() -> str:
     return r"""# bash completion for bpfman (from `bpfman completion bash`).
 # Candidates come from `bpfman __complete`, so they follow the installed plugins.
 _bpfman() {
-    local cur=${COMP_WORDS[COMP_CWORD]} cmd=${COMP_WORDS[0]} mode
+    local cur=${COMP_WORDS[COMP_CWORD]-} cmd=${COMP_WORDS[0]} mode
     local -a out
     type -P -- "$cmd" >/dev/null 2>&1 || cmd=bpfman
     mapfile -t out < <("$cmd" __complete "${COMP_WORDS[@]:1:COMP_CWORD-1}" "$cur" 2>/dev/null)
-    mode=${out[0]}
+    mode=${out[0]-}
     out=("${out[@]:1}")
     COMPREPLY=()
     case $mode in
@@ -411,9 +430,9 @@ _bpfman() {
             compopt -o filenames 2>/dev/null
             local IFS=$'\n'
             if [[ $mode == files ]]; then
-                COMPREPLY=($(compgen -f -- "${out[0]}"))
+                COMPREPLY=($(compgen -f -- "${out[0]-}"))
             else
-                COMPREPLY=($(compgen -d -- "${out[0]}"))
+                COMPREPLY=($(compgen -d -- "${out[0]-}"))
             fi ;;
         nospace)
             compopt -o nospace 2>/dev/null

@@ -41,6 +41,7 @@ from bpfman import (
     Reach,
     hookimpl,
 )
+from bpfman.kernel import CGROUP_HOOKS
 
 KINDS = {
     "cgroup_skb": "cgroup_skb (ingress, egress): per-packet allow/drop of a cgroup's sockets",
@@ -49,6 +50,9 @@ KINDS = {
                         " getsockname; 4 and 6): inspect or rewrite socket addresses",
 }
 MODE = "cgroup-mprog"
+#: per type, the hooks its programs attach to (what the CLI's completion offers)
+HOOKS_BY_TYPE = {kind: [hook for hook, v in CGROUP_HOOKS.items() if v.program_type == kind]
+                 for kind in KINDS}
 
 
 def _absolute(_self: object, _attr: attrs.Attribute, value: str) -> None:
@@ -64,7 +68,8 @@ class CgroupParams:
         "doc": "the cgroup hook: ingress, egress (cgroup_skb); sock_create, sock_release,"
                " post_bind4, post_bind6 (cgroup_sock); bind4, bind6, connect4, connect6,"
                " sendmsg4, sendmsg6, recvmsg4, recvmsg6, getpeername4, getpeername6,"
-               " getsockname4, getsockname6 (cgroup_sock_addr)"})
+               " getsockname4, getsockname6 (cgroup_sock_addr)",
+        "choices": HOOKS_BY_TYPE})
     priority: int = attrs.field(default=1000, validator=attrs.validators.and_(
         attrs.validators.ge(0), attrs.validators.le(1000)), metadata={
         "doc": "0..1000, lower runs first on the same cgroup and hook; ties in attach order"})
