@@ -142,15 +142,18 @@ class Hook:
         return "clsact" in kinds.values()
 
 
-def build(ctx: HookContext, attach_point: AttachPoint, hook: Hook, ordered: list[LinkRecord],
-          *, mode: str, masks: Sequence[int]) -> DispatcherRecord | None:
-    """Make `hook` run `ordered` (proceed-on `masks`) through a `mode`
-    dispatcher ("freplace" or "static"), or nothing when `ordered` is empty."""
-    if not ordered:
+def build(ctx: HookContext, attach_point: AttachPoint, ordered: list[LinkRecord], *,
+          where: tuple[str, str, str | None] | None, mode: str,
+          masks: Sequence[int]) -> DispatcherRecord | None:
+    """Make the hook `where` (interface, direction, netns path) run `ordered`
+    (proceed-on `masks`) through a `mode` dispatcher ("freplace" or
+    "static"), or nothing when `ordered` is empty."""
+    if not ordered or where is None:
         _remove(ctx, attach_point)
         return None
     check_slot_count(len(ordered), f"tc {attach_point}")
     try:
+        hook = Hook.of(*where)  # a deleted namespace is found here too
         ifindex = kernel.interface_index(hook.iface, netns=hook.ns)
         directory = hook.directory(ctx)
     except AttachTargetNotFound:

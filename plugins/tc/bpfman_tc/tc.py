@@ -117,12 +117,9 @@ def _mask(link: LinkRecord) -> int:
 @hookimpl
 def bpfman_build_dispatcher(ctx: HookContext, attach_point: AttachPoint,
                             ordered: list[LinkRecord]) -> DispatcherRecord | None:
-    if ordered:
-        params = _params(ordered[0])
-        hook = tc_dispatcher.Hook.of(params.iface, params.direction, params.netns)
-    else:  # only the attach point is left to go by
-        hook = tc_dispatcher.Hook.from_attach_point(attach_point)
-    return tc_dispatcher.build(ctx, attach_point, hook, ordered, mode=_mode(ctx),
+    params = _params(ordered[0]) if ordered else None
+    where = (params.iface, params.direction, params.netns) if params else None
+    return tc_dispatcher.build(ctx, attach_point, ordered, where=where, mode=_mode(ctx),
                                masks=[_mask(ln) for ln in ordered])
 
 
