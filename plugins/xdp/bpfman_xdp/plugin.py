@@ -45,7 +45,7 @@ from bpfman import (
     hookimpl,
 )
 from bpfman.dispatch import xdp as chain
-from bpfman.kernel import NetNs, interface_index
+from bpfman.kernel import NetNs
 from bpfman_xdp.params import XdpConfig, XdpParams
 
 TYPE = chain.TYPE
@@ -91,7 +91,7 @@ def bpfman_validate_attach(ctx: HookContext, program: ProgramRecord,
                            params: XdpParams) -> None:
     XdpConfig.parse(ctx.plugin_config)
     ns = NetNs.of(params.netns)
-    interface_index(params.iface, netns=ns)
+    ctx.kernel.interface_index(params.iface, netns=ns)
 
 
 @hookimpl
@@ -111,7 +111,7 @@ def bpfman_attach_point(program: ProgramRecord, params: XdpParams) -> AttachPoin
 def bpfman_attach(ctx: HookContext, program: ProgramRecord, link: LinkRecord,
                   params: XdpParams) -> LinkRecord:
     ns = NetNs.of(params.netns)
-    ifindex = interface_index(params.iface, netns=ns)
+    ifindex = ctx.kernel.interface_index(params.iface, netns=ns)
     pin = Path(link.pin_path)
     with ctx.kernel.open_pinned(program.pin_path, "prog") as fd:
         ctx.kernel.pin_fd(fd, pin)
