@@ -18,7 +18,7 @@ import attrs
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from bpfman.kernel import rtnl
-from bpfman.kernel.netns import NetNs
+from bpfman.kernel.netns import NetNs, host_netns
 from bpfman.kernel.rtnl import NetlinkError
 from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument, KernelError
 
@@ -63,7 +63,7 @@ def interface_index(name: str, *, netns: NetNs | None = None) -> int:
     """
     if not name or len(name) > 15 or "/" in name:
         raise InvalidArgument(f"invalid interface name {name!r}", field="iface")
-    netns = netns if netns is not None else _HERE
+    netns = host_netns(netns)
     with rtnl.connect(netns) as rt:
         try:
             return _get_link(rt, name=name)[0]

@@ -118,3 +118,8 @@ class NetNs:
 
     def __str__(self) -> str:
         return str(self.path) if self.path else "(daemon netns)"
+
+
+def host_netns(netns: NetNs | None = None) -> NetNs:
+    """`netns`, or the daemon's own namespace when None."""
+    return netns if netns is not None else NetNs()

@@ -20,15 +20,9 @@ from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from bpfman.kernel import pins, rtnl
 from bpfman.kernel.links import require_program_type
-from bpfman.kernel.netns import NetNs
+from bpfman.kernel.netns import NetNs, host_netns
 from bpfman.kernel.rtnl import NetlinkError
 from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument
-
-
-def host_netns(netns: NetNs | None = None) -> NetNs:
-    """`netns`, or the daemon's own namespace when None."""
-    return netns if netns is not None else NetNs()
-
 
 # linux/pkt_sched.h: the clsact qdisc and its two filter parents.
 TC_H_CLSACT = 0xFFFFFFF1

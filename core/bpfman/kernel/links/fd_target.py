@@ -37,7 +37,7 @@ from bpfman.kernel._sys import bpfcmd, libbpf
 from bpfman.kernel._sys.errors import SysError, kernel_errors
 from bpfman.kernel._sys.structs import BpfLinkInfo
 from bpfman.kernel.links import pin_new_link, require_program_type
-from bpfman.kernel.netns import NetNs
+from bpfman.kernel.netns import NetNs, host_netns
 from bpfman.model.errors import (
     AttachTargetNotFound,
     Conflict,
@@ -372,8 +372,6 @@ def attach_netfilter(program_pin: PathLike, family: str, hook: str, priority: in
     """Attach the netfilter program pinned at `program_pin` at `family`
     (ipv4/ipv6) / `hook` with netfilter `priority` (lower runs first) in
     `netns` (default: the daemon's), through a link pinned at `link_pin`."""
-    from bpfman.kernel.tc import host_netns
-
     if family not in NF_FAMILIES:
         raise InvalidArgument(f"family must be one of {', '.join(NF_FAMILIES)}",
                               field="family")

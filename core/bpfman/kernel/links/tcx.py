@@ -36,8 +36,7 @@ from bpfman.kernel.links.fd_target import (
     detach_pinned_link,
     query_attached,
 )
-from bpfman.kernel.netns import NetNs
-from bpfman.kernel.tc import host_netns
+from bpfman.kernel.netns import NetNs, host_netns
 from bpfman.model.errors import AttachTargetNotFound, Conflict, InvalidArgument, StateDrift
 
 Direction = Literal["ingress", "egress"]
