@@ -98,12 +98,14 @@ class Hook:
         return cls(iface, direction, netns, NetNs(netns).inode() if netns else 0)
 
     @classmethod
-    def from_attach_point(cls, attach_point: AttachPoint) -> Hook:
+    def from_attach_point(cls, attach_point: AttachPoint, *, find_netns: bool = True) -> Hook:
         """The hook of an attach point (key "IFACE/DIRECTION"), its namespace
-        found again by inode; None as `netns` if that namespace is gone."""
+        found again by inode (unless `find_netns` is false: only the pin
+        directory is wanted); None as `netns` if that namespace is gone."""
         iface, _, direction = attach_point.key.rpartition("/")
         netns_id = attach_point.netns_id or 0
-        return cls(iface, direction, _netns_path(netns_id), netns_id)
+        netns = _netns_path(netns_id) if find_netns else None
+        return cls(iface, direction, netns, netns_id)
 
     @property
     def ns(self) -> NetNs:
@@ -159,7 +161,8 @@ def build(ctx: HookContext, attach_point: AttachPoint, ordered: list[LinkRecord]
     except AttachTargetNotFound:
         # The interface (or its namespace) is gone and took the dispatcher
         # with it; links that were on it can still be detached and unloaded.
-        gone = Hook.from_attach_point(attach_point).directory(ctx)
+        # Only its pin directory is wanted: no search for the namespace's path.
+        gone = Hook.from_attach_point(attach_point, find_netns=False).directory(ctx)
         if not Revisions(gone).existing():
             raise
         return DispatcherRecord(attach_point=attach_point, type=TYPE, mode=mode,
