@@ -28,15 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docs_support import PAGES, documented_commands, help_examples
 
-from bpfman.cli.parser import EXAMPLES
 from bpfman.client import RpcError
 from bpfman.testing import DaemonProcess, running_daemon
 
-ROOT = Path(__file__).resolve().parents[2]
 ARCH = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, "x86")
-sys.path.insert(0, str(ROOT / "tests" / "unit"))
-from test_cli_help import PAGES, documented_commands  # noqa: E402
 
 BPFMAN = str(Path(sys.executable).with_name("bpfman"))
 #: JSON-RPC's own error codes: the daemon refused the request's shape
@@ -62,11 +59,8 @@ LOCAL = ("completion", "image build")
 
 
 def all_commands() -> list[tuple[str, str]]:
-    found = [(p.name, c) for p in PAGES for c in documented_commands(p)]
-    for text in EXAMPLES.values():
-        found += [("--help", line.strip()) for line in text.splitlines()
-                  if line.strip().startswith("bpfman ")]
-    return found
+    return [*((p.name, c) for p in PAGES for c in documented_commands(p)),
+            *(("--help", line) for line in help_examples())]
 
 
 COMMANDS = all_commands()

@@ -7,10 +7,11 @@ import shlex
 from pathlib import Path
 
 import pytest
+from docs_support import PAGES, documented_commands, help_examples
 
 from bpfman.cli.args import program_selector
 from bpfman.cli.main import main
-from bpfman.cli.parser import EXAMPLES, build_parser
+from bpfman.cli.parser import build_parser
 from bpfman.cli.render import render
 from bpfman.cli.request import build_calls
 
@@ -63,35 +64,10 @@ def parses(line: str) -> None:
 
 
 def test_every_help_example_parses() -> None:
-    lines = [line.strip() for text in EXAMPLES.values() for line in text.splitlines()
-             if line.strip().startswith("bpfman ")]
+    lines = help_examples()
     assert len(lines) > 20
     for line in lines:
         parses(line)
-
-
-def documented_commands(page: Path) -> list[str]:
-    """The `bpfman` command lines of a page's indented code blocks, joined
-    across ``\\`` continuations, without comments or shell redirections;
-    lines with ``<placeholders>`` left out."""
-    found, lines = [], page.read_text().splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("    ") and line.strip().startswith("bpfman "):
-            command = line.strip()
-            while command.endswith("\\") and i + 1 < len(lines):
-                i += 1
-                command = command[:-1] + " " + lines[i].strip()
-            command = command.split(" #")[0].split(" > ")[0].split(" | ")[0].strip()
-            if "<" not in command:
-                found.append(command)
-        i += 1
-    return found
-
-
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-         *sorted((ROOT / "examples").glob("*/README.md"))]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))

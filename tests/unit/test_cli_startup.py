@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from docs_support import help_examples
 
-from bpfman.cli.parser import EXAMPLES, build_parser, parser_for
+from bpfman.cli.parser import build_parser, parser_for
 
 HEAVY = ("trio", "pluggy", "attrs", "attr", "cattrs")
 
@@ -69,8 +70,7 @@ def test_list_imports_only_what_it_uses() -> None:
 
 def _command_lines() -> list[list[str]]:
     """Every --help example, and global options around a command."""
-    lines = [shlex.split(line.strip())[1:] for text in EXAMPLES.values()
-             for line in text.splitlines()[1:] if line.strip().startswith("bpfman ")]
+    lines = [shlex.split(line)[1:] for line in help_examples()]
     return [*lines,
             ["--socket", "/s", "list", "links"], ["--socket=/s", "-o", "json", "info"],
             ["-ojson", "map", "list", "3"], ["--output=table", "get", "link", "7"],
