@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from bpfman.cli import VERSION_TEXT
@@ -12,6 +11,7 @@ from bpfman.cli.args import add_application_option, add_metadata_option
 from bpfman.cli.args import global_value as _global_value
 from bpfman.cli.args import json_object as _json_object
 from bpfman.cli.args import program_selector as _program_selector
+from bpfman.cli.render import columns
 from bpfman.client import default_socket_path
 
 # typing only for annotations: the CLI's start-up is timed (docs/performance.md)
@@ -204,16 +204,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _help_width() -> int:
     """What argparse takes by default: the terminal's columns less 2."""
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return (columns or 80) - 2
+    return (columns(sys.__stdout__) or 80) - 2
 
 
 class _OnlyOne:

@@ -33,25 +33,29 @@ GAP = "  "
 
 
 def terminal_width() -> int | None:
-    """Columns of the terminal stdout is, None when it is not a terminal.
-
-    ``COLUMNS`` wins over the terminal's own size, as with
-    `shutil.get_terminal_size` (not imported: the CLI's start-up is timed)."""
+    """Columns of the terminal stdout is, None when it is not a terminal."""
     try:
         if not os.isatty(sys.stdout.fileno()):
             return None
     except (AttributeError, ValueError, OSError):  # replaced or closed stdout
         return None
+    return columns(sys.stdout) or None
+
+
+def columns(stream: object) -> int:
+    """``COLUMNS``, else the width of the terminal `stream` is, else 0: what
+    `shutil.get_terminal_size` reads (not imported: the CLI's start-up is
+    timed, and shutil brings bz2, lzma and zlib)."""
     try:
-        columns = int(os.environ.get("COLUMNS", ""))
+        wanted = int(os.environ.get("COLUMNS", ""))
     except ValueError:
-        columns = 0
-    if columns > 0:
-        return columns
+        wanted = 0
+    if wanted > 0:
+        return wanted
     try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns or None
-    except OSError:
-        return None
+        return os.get_terminal_size(stream.fileno()).columns  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _ellipsis() -> str:
