@@ -7,12 +7,12 @@ dispatch). The hook specifications are in `bpfman.hookspecs`.
 
 from __future__ import annotations
 
+from bpfman.lazy import loader
+
 # `typing` is not imported: the CLI imports this package first, and
 # `bpfman --version` is timed (docs/performance.md, "CLI start-up").
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from bpfman.context import HookContext
     from bpfman.hookspecs import hookimpl
     from bpfman.kinds import KindSpec
@@ -37,30 +37,20 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-#: name -> module, imported on first use: the CLI imports this package too,
-#: and pluggy and attrs would double its start-up time for nothing.
+#: name -> (module, name), imported on first use: the CLI imports this package
+#: too, and pluggy and attrs would double its start-up time for nothing.
 _LAZY = {
-    **dict.fromkeys(["AttachTargetNotFound", "BpfmanError", "Conflict", "InvalidArgument",
-                     "KernelError", "KernelFeatureMissing", "NotFound"], "bpfman.model.errors"),
-    "hookimpl": "bpfman.hookspecs",
-    "KindSpec": "bpfman.kinds",
-    "HookContext": "bpfman.context",
-    "AttachPoint": "bpfman.model.records",
-    "DispatcherRecord": "bpfman.model.records",
-    "Drift": "bpfman.model.records",
-    "LinkRecord": "bpfman.model.records",
-    "ProgramRecord": "bpfman.model.records",
-    "Reach": "bpfman.model.records",
+    **{name: ("bpfman.model.errors", name) for name in (
+        "AttachTargetNotFound", "BpfmanError", "Conflict", "InvalidArgument", "KernelError",
+        "KernelFeatureMissing", "NotFound")},
+    **{name: ("bpfman.model.records", name) for name in (
+        "AttachPoint", "DispatcherRecord", "Drift", "LinkRecord", "ProgramRecord", "Reach")},
+    "hookimpl": ("bpfman.hookspecs", "hookimpl"),
+    "KindSpec": ("bpfman.kinds", "KindSpec"),
+    "HookContext": ("bpfman.context", "HookContext"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = loader(__name__, _LAZY, globals())
 
 __all__ = [
     "AttachPoint",

@@ -16,8 +16,9 @@ the CLI imports plugins to build `attach` options.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bpfman.lazy import loader
 
 if TYPE_CHECKING:
     from bpfman.kernel.btfvalue import map_decoders
@@ -241,18 +242,7 @@ _NAMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _NAMES.get(name)
-    if where is None:
-        try:  # a submodule, e.g. `kernel.pins`
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise  # a submodule failing to import is that, not a missing name
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(where[0]), where[1])
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = loader(__name__, _NAMES, globals(), submodules=True)
 
 
 def __dir__() -> list[str]:
